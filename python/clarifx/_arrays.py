@@ -133,3 +133,25 @@ def capsule(x, stream: int):
         return x.__dlpack__(max_version=(1, 0), **kwargs)
     except TypeError:  # producers that predate DLPack 1.0
         return x.__dlpack__(**kwargs)
+
+
+def wrap_cuda_pointer(ptr: int, shape: tuple[int, ...], dtype, *, device: int, strides: tuple[int, ...] | None = None,
+                      owner=None):
+    """A CuPy array over device memory that someone else owns (an OFX host's CUDA buffer), without copying.
+
+    strides are in bytes (C-contiguous if None); `owner` is kept alive as long as the array.
+    Hand the result to torch with torch.from_dlpack, or straight to clarifx.kernels.
+    """
+    import cupy
+
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in shape)
+    if strides is None:
+        strides, step = [], dtype.itemsize
+        for s in reversed(shape):
+            strides.insert(0, step)
+            step *= s
+    strides = tuple(int(s) for s in strides)
+    extent = dtype.itemsize + sum((s - 1) * abs(st) for s, st in zip(shape, strides)) if all(shape) else 0
+    memory = cupy.cuda.UnownedMemory(int(ptr), extent, owner, device)
+    return cupy.ndarray(shape, dtype, cupy.cuda.MemoryPointer(memory, 0), strides)

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import capsule, check_array, check_same_device, empty, layout_of, nchw, stream_of
+from ._arrays import wrap_cuda_pointer  # noqa: F401  (public: foreign device buffers as CuPy arrays)
 
 INTERPOLATIONS = ("bilinear", "bicubic")
 BORDERS = ("clamp", "zero", "reflect")

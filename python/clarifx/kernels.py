@@ -142,12 +142,15 @@ class GrainParams:
     """Film grain, per channel (channel 0 is the reference, e.g. luma or green, whose grain the others can share).
 
     strength: per channel, points (intensity, std) of a piecewise-linear curve giving the grain's
-        standard deviation at each pixel intensity (held constant beyond the first and last points).
+        standard deviation at each pixel intensity (held constant beyond the first and last points);
+        the kernels read it sampled at 256 intensities over [0, 1].
     ar_lag: 0..3, the reach of the auto-regressive filter that gives grain its size and texture.
     ar_coeffs: (channels, 2*lag*(lag+1)) filter weights on the causal neighbours (dy = -lag..0,
-        dx = -lag..lag, raster order, stopping before the pixel itself).
+        dx = -lag..lag, raster order, stopping before the pixel itself). A filter that makes the grain
+        grow without bound is rejected with ValueError when used, for every seed and frame alike.
     ar_luma: (channels,) weight of channel 0's grain at the same position (entry 0 is ignored);
         correlates the colour channels' grain as in real film.
+    The exact model is documented in csrc/include/clarifx/grain.h.
     """
 
     strength: Sequence[Sequence[tuple[float, float]]]
@@ -160,8 +163,10 @@ class GrainParams:
         curves = []
         for c, points in enumerate(self.strength):
             pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-            if len(pts) == 0 or not np.all(np.isfinite(pts)) or np.any(np.diff(pts[:, 0]) <= 0):
-                raise ValueError(f"strength[{c}]: expected (intensity, std) points with increasing intensity")
+            valid = np.all(np.isfinite(pts)) and np.all(np.diff(pts[:, 0]) > 0) and np.all(pts[:, 1] >= 0)
+            if len(pts) == 0 or not valid:
+                raise ValueError(f"strength[{c}]: expected (intensity, std) points with increasing intensity "
+                                 "and std >= 0")
             grid = np.linspace(0.0, 1.0, _native.grain_lut_size)
             curves.append(np.interp(grid, pts[:, 0], pts[:, 1]))
         if not curves:
@@ -193,9 +198,10 @@ def grain(image, params: GrainParams, *, seed: int = 0, frame: int = 0, clip: tu
           out=None):
     """Add film grain: out = image + strength(image) * G, deterministic from (seed, frame).
 
-    image: (N, C, H, W) or (H, W, C) with at least params.channels channels (the rest pass through);
-    in a batch, item n is frame `frame + n`. clip: optional (lo, hi) bounds for the result.
-    `out=image` adds the grain in place.
+    image: (N, C, H, W) or (H, W, C) with at least params.channels channels (the rest, alpha say, pass
+    through unchanged); in a batch, item n is frame `frame + n`. The strength is looked up at each pixel's
+    own value, clamped to [0, 1]. clip: optional (lo, hi) bounds for the grain channels' result.
+    `out=image` adds the grain in place. Raises ValueError if params' AR filter is unstable.
     """
     check_array(image, "image", (3, 4))
     check_same_device(image=image, out=out)

@@ -4,10 +4,10 @@
 // The warp has two paths with the same results. `warp_generic` is plan_sample + apply_sample per pixel,
 // as the CUDA kernel does; it serves images whose offsets do not fit in 32 bits. The fast path is
 // specialised at compile time on interpolation and border and works on blocks of pixels: first the taps
-// and weights of each axis for the whole block (plain loops over arrays, which the compiler vectorises),
-// then each pixel's weighted sum, channel by channel, from those taps. It computes what apply_sample
-// computes in the same order, except that a sum starts from its first term instead of from 0, which can
-// only change the sign of a zero result.
+// and weights of each axis for the whole block (plain loops over arrays, which the compiler vectorises
+// for float32 flow with clamp or zero borders), then each pixel's weighted sum, channel by channel.
+// It computes what apply_sample computes in the same order, except that a sum starts from its first
+// term instead of from 0, which can only change the sign of a zero result.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -128,7 +128,7 @@ inline float sample_at(const T* plane, const Taps<I>& taps, int64_t i) {
 
 // One output row; false if its flow holds a non-finite value (those pixels read 0, mask 0).
 // kChannels = 3 fixes the channel count for RGB: the compiler then unrolls the channel loop, where
-// with a run-time count it vectorises it two plus one, which is about 1.7x slower.
+// with a run-time count it vectorises it (two plus one), 1.3 to 1.9 times slower here.
 template <int kChannels, Interp I, Border B, typename T, typename F>
 bool warp_row(const View4<T>& im, const View4<F>& flow, const View4<T>& out, const View4<T>& mask, int64_t n,
               int64_t y, Taps<I>& taps) {

@@ -80,14 +80,16 @@ CLARIFX_HD SamplePlan plan_sample(float x, float y, int64_t w, int64_t h, Interp
   return p;
 }
 
+// The loops run to the constant 4 (not to p.taps) so that CUDA unrolls them and keeps the plan in
+// registers; a loop bound read from the plan puts the whole plan in local memory.
 template <typename T>
 CLARIFX_HD float apply_sample(const SamplePlan& p, const View4<T>& im, int64_t n, int64_t c) {
   float acc = 0.f;
-  for (int j = 0; j < p.taps; ++j) {
-    if (p.iy[j] < 0) continue;
+  for (int j = 0; j < 4; ++j) {
+    if (j >= p.taps || p.iy[j] < 0) continue;
     float row = 0.f;
-    for (int i = 0; i < p.taps; ++i)
-      if (p.ix[i] >= 0) row += p.wx[i] * im.get(n, c, p.iy[j], p.ix[i]);
+    for (int i = 0; i < 4; ++i)
+      if (i < p.taps && p.ix[i] >= 0) row += p.wx[i] * im.get(n, c, p.iy[j], p.ix[i]);
     acc += p.wy[j] * row;
   }
   return acc;

@@ -17,41 +17,36 @@ bool vertical_first(const HorizontalPass& hp, const Contributions& cy, int64_t i
   const double per_out_row = horizontal_tap * out_w * double(hp.table().taps);
   const double vertical = out_h * (double(in_w) * double(cy.taps) + per_out_row);
   const double horizontal = double(in_h) * per_out_row + out_h * out_w * double(cy.taps);
-  return vertical <= horizontal;
+  return vertical < horizontal;
 }
 
+// A float row in natural order goes straight into a contiguous float output row (planar layouts);
+// anything else is made in row buffers and stored a channel group at a time.
 template <typename T>
-void store_output(const HorizontalPass& hp, const float* row, const View4<T>& out, int64_t n, int64_t c, int64_t y) {
-  hp.store(row, out.ptr(n, c, y, 0), out.sw);
-}
-
-// Whether a float row in natural order can be produced straight into the output row.
-template <typename T>
-bool writes_in_place(const HorizontalPass& hp, const View4<T>& out) {
-  return std::is_same_v<T, float> && out.sw == 1 && hp.natural_order();
+bool writes_in_place(const View4<T>& out, const RowOrder& order) {
+  return std::is_same_v<T, float> && out.sw == 1 && order.group == 1;
 }
 
 // Each output row: blend its input rows at the input width, then filter that row horizontally.
 template <typename T>
 void resample_vertical_first(const View4<T>& in, const View4<T>& out, const HorizontalPass& hp,
                              const Contributions& cy, const RowOrder& order) {
-  const bool in_place = writes_in_place(hp, out);
+  const bool in_place = writes_in_place(out, order);
 #pragma omp parallel
   {
-    std::vector<float> blended(in.w), row(out.w);
+    std::vector<float> blended(in.w), rows(order.group * out.w), scratch(out.w);
     std::vector<const T*> window(cy.taps);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < order.count(); ++r) {
-      int64_t n, c, y;
-      order.split(r, n, c, y);
-      for (int64_t k = 0; k < cy.taps; ++k) window[k] = in.ptr(n, c, cy.start[y] + k, 0);
-      blend_rows(window.data(), in.sw, &cy.weight[y * cy.taps], cy.taps, in.w, blended.data());
-      if (in_place) {
-        hp.run(blended.data(), reinterpret_cast<float*>(out.ptr(n, c, y, 0)));
-      } else {
-        hp.run(blended.data(), row.data());
-        store_output(hp, row.data(), out, n, c, y);
+      int64_t n, c0, y;
+      order.split(r, n, c0, y);
+      for (int64_t c = c0; c < c0 + order.group; ++c) {
+        for (int64_t k = 0; k < cy.taps; ++k) window[k] = in.ptr(n, c, cy.start[y] + k, 0);
+        blend([&](int64_t k) { return window[k]; }, in.sw, &cy.weight[y * cy.taps], cy.taps, in.w, blended.data());
+        float* dst = in_place ? reinterpret_cast<float*>(out.ptr(n, c, y, 0)) : &rows[(c - c0) * out.w];
+        hp.run(blended.data(), dst, scratch.data());
       }
+      if (!in_place) store_rows(rows.data(), order.group, out.w, out.ptr(n, c0, y, 0), out.sc, out.sw);
     }
   }
 }
@@ -62,38 +57,36 @@ void resample_vertical_first(const View4<T>& in, const View4<T>& out, const Hori
 template <typename T>
 void resample_horizontal_first(const View4<T>& in, const View4<T>& out, const HorizontalPass& hp,
                                const Contributions& cy, const RowOrder& order) {
-  // Rows of one window map to distinct ring slots; channel-innermost order keeps one ring per channel.
-  const int64_t rings = order.channels_inner ? in.c : 1;
-  const int64_t slots = cy.taps * rings;
-  const bool in_place = writes_in_place(hp, out);
+  // Rows of one window map to distinct ring slots; a channel group keeps one ring per channel.
+  const int64_t slots = cy.taps * order.group;
+  const bool in_place = writes_in_place(out, order);
 #pragma omp parallel
   {
-    std::vector<float> filtered(slots * out.w), src(in.w), row(out.w);
+    std::vector<float> filtered(slots * out.w), src(in.w), rows(order.group * out.w), scratch(out.w);
     std::vector<int64_t> cached(slots, -1);  // global input row id held in each slot
     std::vector<const float*> window(cy.taps);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < order.count(); ++r) {
-      int64_t n, c, y;
-      order.split(r, n, c, y);
+      int64_t n, c0, y;
+      order.split(r, n, c0, y);
       const float* w = &cy.weight[y * cy.taps];
-      for (int64_t k = 0; k < cy.taps; ++k) {
-        if (w[k] == 0.f) continue;  // blend_rows skips it too
-        const int64_t iy = cy.start[y] + k;
-        const int64_t id = (n * in.c + c) * in.h + iy;
-        const int64_t slot = (iy % cy.taps) * rings + c % rings;
-        float* dst = filtered.data() + slot * out.w;
-        if (cached[slot] != id) {
-          hp.run(float_row(in.ptr(n, c, iy, 0), in.sw, in.w, src.data()), dst);
-          cached[slot] = id;
+      for (int64_t c = c0; c < c0 + order.group; ++c) {
+        for (int64_t k = 0; k < cy.taps; ++k) {
+          if (w[k] == 0.f) continue;  // blend skips it too
+          const int64_t iy = cy.start[y] + k;
+          const int64_t id = (n * in.c + c) * in.h + iy;
+          const int64_t slot = (iy % cy.taps) * order.group + (c - c0);
+          float* row = &filtered[slot * out.w];
+          if (cached[slot] != id) {
+            hp.run(float_row(in.ptr(n, c, iy, 0), in.sw, in.w, src.data()), row, scratch.data());
+            cached[slot] = id;
+          }
+          window[k] = row;
         }
-        window[k] = dst;
+        float* dst = in_place ? reinterpret_cast<float*>(out.ptr(n, c, y, 0)) : &rows[(c - c0) * out.w];
+        blend([&](int64_t k) { return window[k]; }, 1, w, cy.taps, out.w, dst);
       }
-      if (in_place) {
-        blend_rows(window.data(), 1, w, cy.taps, out.w, reinterpret_cast<float*>(out.ptr(n, c, y, 0)));
-      } else {
-        blend_rows(window.data(), 1, w, cy.taps, out.w, row.data());
-        store_output(hp, row.data(), out, n, c, y);
-      }
+      if (!in_place) store_rows(rows.data(), order.group, out.w, out.ptr(n, c0, y, 0), out.sc, out.sw);
     }
   }
 }

@@ -14,39 +14,72 @@
 
 namespace clarifx::cpu {
 
-// dst[x] = sum_k w[k] * rows[k][x * col_stride]: the vertical pass, vectorised along x.
-template <typename T>
-void blend_rows(const T* const* rows, int64_t col_stride, const float* w, int64_t taps, int64_t width, float* dst) {
-  std::fill(dst, dst + width, 0.f);
-  for (int64_t k = 0; k < taps; ++k) {
-    const float wk = w[k];
-    if (wk == 0.f) continue;  // padding taps of the uniform-width table
-    const T* row = rows[k];
-    if (col_stride == 1) {
-      for (int64_t x = 0; x < width; ++x) dst[x] += wk * to_float(row[x]);
-    } else {
-      for (int64_t x = 0; x < width; ++x) dst[x] += wk * to_float(row[x * col_stride]);
+// One pass over dst for Count taps: dst[x] (+)= sum_j w[j] * rows[j][x * col_stride].
+template <bool Accumulate, int Count, typename T>
+void blend_pass(const T* const* rows, const float* w, int64_t col_stride, int64_t width, float* dst) {
+  if (col_stride == 1) {
+    for (int64_t x = 0; x < width; ++x) {
+      float v = Accumulate ? dst[x] : 0.f;
+      for (int j = 0; j < Count; ++j) v += w[j] * to_float(rows[j][x]);
+      dst[x] = v;
+    }
+  } else {
+    for (int64_t x = 0; x < width; ++x) {
+      float v = Accumulate ? dst[x] : 0.f;
+      for (int j = 0; j < Count; ++j) v += w[j] * to_float(rows[j][x * col_stride]);
+      dst[x] = v;
     }
   }
 }
 
-// dst[x] = sum_k w[k] * src[x + k]: one phase of an integer enlargement, vectorised along x.
-inline void blend_shifted(const float* src, const float* w, int64_t taps, int64_t width, float* dst) {
-  std::fill(dst, dst + width, 0.f);
-  for (int64_t k = 0; k < taps; ++k) {
-    const float wk = w[k];
-    if (wk == 0.f) continue;
-    const float* s = src + k;
-    for (int64_t x = 0; x < width; ++x) dst[x] += wk * s[x];
+template <bool Accumulate, typename T>
+void blend_pass(int count, const T* const* rows, const float* w, int64_t col_stride, int64_t width, float* dst) {
+  switch (count) {
+    case 1: return blend_pass<Accumulate, 1>(rows, w, col_stride, width, dst);
+    case 2: return blend_pass<Accumulate, 2>(rows, w, col_stride, width, dst);
+    case 3: return blend_pass<Accumulate, 3>(rows, w, col_stride, width, dst);
+    case 4: return blend_pass<Accumulate, 4>(rows, w, col_stride, width, dst);
   }
 }
 
+// dst[x] = sum_k w[k] * row_at(k)[x * col_stride], vectorised along x. Taps go up to four to a pass,
+// so dst is stored ceil(taps / 4) times rather than once per tap; zero weights (the table's padding)
+// are skipped without touching their rows.
+template <typename RowAt>
+void blend(RowAt row_at, int64_t col_stride, const float* w, int64_t taps, int64_t width, float* dst) {
+  using T = std::remove_cv_t<std::remove_pointer_t<decltype(row_at(int64_t{0}))>>;
+  constexpr int kPerPass = 4;
+  const T* rows[kPerPass];
+  float weights[kPerPass];
+  int pending = 0;
+  bool started = false;
+  for (int64_t k = 0; k < taps; ++k) {
+    if (w[k] == 0.f) continue;
+    rows[pending] = row_at(k);
+    weights[pending] = w[k];
+    if (++pending < kPerPass) continue;
+    started ? blend_pass<true>(pending, rows, weights, col_stride, width, dst)
+            : blend_pass<false>(pending, rows, weights, col_stride, width, dst);
+    started = true;
+    pending = 0;
+  }
+  if (!started && pending == 0) std::fill(dst, dst + width, 0.f);
+  if (pending == 0) return;
+  started ? blend_pass<true>(pending, rows, weights, col_stride, width, dst)
+          : blend_pass<false>(pending, rows, weights, col_stride, width, dst);
+}
+
+// sum_k weight[i, k] * src[start[i] + k]. Four partial sums (a reordering written out, which the
+// compiler may not do for floats itself) let the long dot products of a reduction vectorise.
 inline float table_dot(const Contributions& c, int64_t i, const float* src) {
   const float* w = &c.weight[i * c.taps];
   const float* s = src + c.start[i];
-  float acc = 0.f;
-  for (int64_t k = 0; k < c.taps; ++k) acc += w[k] * s[k];
-  return acc;
+  float part[4] = {0.f, 0.f, 0.f, 0.f};
+  int64_t k = 0;
+  for (; k + 4 <= c.taps; k += 4)
+    for (int j = 0; j < 4; ++j) part[j] += w[k + j] * s[k + j];
+  for (; k < c.taps; ++k) part[0] += w[k] * s[k];
+  return (part[0] + part[1]) + (part[2] + part[3]);
 }
 
 // dst[i] = sum_k weight[i, k] * src[start[i] + k], a gather per output. A compile-time tap count
@@ -80,8 +113,7 @@ inline void gather_row(const float* src, const Contributions& c, float* dst) {
 
 // The horizontal pass of one row. When the output is an integer multiple s of the input, away from the
 // borders output s*x + p reads src[x + offset[p] + k] with weights that depend on the phase p alone,
-// so each phase is a sum of shifted rows and vectorises instead of gathering. Such rows come out
-// phase-major (element p * in + x is output column s*x + p); store() writes them in natural order.
+// so each phase is a sum of shifted rows and vectorises instead of gathering.
 // Columns whose table row departs from the phase pattern (the renormalised borders) use the table.
 class HorizontalPass {
  public:
@@ -93,30 +125,41 @@ class HorizontalPass {
   const Contributions& table() const { return table_; }
   int64_t scale() const { return phases_; }
   bool vectorised() const { return phases_ > 0; }
-  // Rows come out in natural column order (so they may be written straight into a contiguous output).
-  bool natural_order() const { return phases_ <= 1; }
 
-  void run(const float* src, float* dst) const {
+  // The filtered row in natural column order; scratch holds out_size floats.
+  void run(const float* src, float* dst, float* scratch) const {
     if (!vectorised()) return gather_row(src, table_, dst);
+    if (phases_ == 1) return run_phases(src, dst);
+    run_phases(src, scratch);
+    switch (phases_) {
+      case 2: return interleave<2>(scratch, dst);
+      case 3: return interleave<3>(scratch, dst);
+      case 4: return interleave<4>(scratch, dst);
+    }
+    for (int64_t x = 0; x < in_; ++x)
+      for (int64_t p = 0; p < phases_; ++p) dst[x * phases_ + p] = scratch[p * in_ + x];
+  }
+
+  // Vectorised passes only: the filtered row phase-major, element p * in + x being output column s*x + p.
+  void run_phases(const float* src, float* dst) const {
     const int64_t taps = table_.taps;
     for (int64_t p = 0; p < phases_; ++p) {
       float* out = dst + p * in_;
-      if (end_ > begin_) blend_shifted(src + begin_ + offset_[p], &weight_[p * taps], taps, end_ - begin_, out + begin_);
+      if (end_ > begin_) {
+        const float* first = src + begin_ + offset_[p];
+        blend([first](int64_t k) { return first + k; }, 1, &weight_[p * taps], taps, end_ - begin_, out + begin_);
+      }
       for (int64_t x : irregular_) out[x] = table_dot(table_, x * phases_ + p, src);
     }
   }
 
-  template <typename T>
-  void store(const float* row, T* dst, int64_t stride) const {
-    if (natural_order()) {
-      for (int64_t i = 0; i < table_.out_size; ++i) dst[i * stride] = from_float<T>(row[i]);
-      return;
-    }
+ private:
+  template <int S>
+  void interleave(const float* phase_major, float* dst) const {
     for (int64_t x = 0; x < in_; ++x)
-      for (int64_t p = 0; p < phases_; ++p) dst[(x * phases_ + p) * stride] = from_float<T>(row[p * in_ + x]);
+      for (int p = 0; p < S; ++p) dst[x * S + p] = phase_major[p * in_ + x];
   }
 
- private:
   // Takes the pattern from the middle column, then marks every column whose table row reads
   // differently (beyond float rounding of the weights) as irregular.
   void plan_phases(int64_t s) {
@@ -173,25 +216,30 @@ const float* float_row(const T* row, int64_t col_stride, int64_t width, float* b
   return buf;
 }
 
-// Row tasks in the order that walks memory forwards: channel-innermost for interleaved layouts
-// (HWC arrive as stride_c == 1), so the cache lines of one pixel's channels are written together.
+// rows: `count` float rows of `width`, stored as channels c0.. of one output row (x outer, so an
+// interleaved pixel's channels are written together).
+template <typename T>
+void store_rows(const float* rows, int64_t count, int64_t width, T* dst, int64_t channel_stride, int64_t col_stride) {
+  for (int64_t x = 0; x < width; ++x)
+    for (int64_t c = 0; c < count; ++c) dst[x * col_stride + c * channel_stride] = from_float<T>(rows[c * width + x]);
+}
+
+// Output rows are made a channel group at a time: one channel for planar layouts, all channels for
+// interleaved colour pixels (HWC arrive as stride_c == 1), whose pixels are then stored whole. Wider
+// interleaved tensors go a channel at a time, since per-thread buffers grow with the group.
 struct RowOrder {
+  static constexpr int64_t kMaxGroup = 4;
   int64_t n, c, h;
-  bool channels_inner;
+  int64_t group;  // channels per task
 
   RowOrder(int64_t n_, int64_t c_, int64_t h_, const int64_t* stride)
-      : n(n_), c(c_), h(h_), channels_inner(c_ > 1 && stride[1] < stride[2]) {}
+      : n(n_), c(c_), h(h_), group(c_ > 1 && c_ <= kMaxGroup && stride[1] < stride[2] ? c_ : 1) {}
 
-  int64_t count() const { return n * c * h; }
-  // Task r -> (batch, channel, row).
-  void split(int64_t r, int64_t& in, int64_t& ic, int64_t& iy) const {
-    if (channels_inner) {
-      ic = r % c, r /= c;
-      iy = r % h, in = r / h;
-    } else {
-      iy = r % h, r /= h;
-      ic = r % c, in = r / c;
-    }
+  int64_t count() const { return n * (c / group) * h; }
+  // Task r -> (batch, first channel, row).
+  void split(int64_t r, int64_t& in, int64_t& c0, int64_t& iy) const {
+    iy = r % h, r /= h;
+    c0 = (r % (c / group)) * group, in = r / (c / group);
   }
 };
 

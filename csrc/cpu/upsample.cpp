@@ -42,18 +42,20 @@ void fused_upsample_typed(const FusedUpsampleArgs& a) {
     std::vector<const T*> window(cy.taps);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < order.count(); ++r) {
-      int64_t n, c, y;
-      order.split(r, n, c, y);
-      for (int64_t k = 0; k < cy.taps; ++k) window[k] = base.ptr(n, c, cy.start[y] + k, 0);
-      blend_rows(window.data(), base.sw, &cy.weight[y * cy.taps], cy.taps, base.w, blended.data());
-      hp.run(blended.data(), upsampled.data());
-      const T* planes[S];
-      for (int p = 0; p < S; ++p) planes[p] = features.ptr(n, c * S * S + (y % S) * S + p, y / S, 0);
-      T* dst = out.ptr(n, c, y, 0);
-      if (contiguous)
-        add_shuffled<S, T, true>(upsampled.data(), planes, 1, dst, 1, base.w, lo, hi);
-      else
-        add_shuffled<S, T, false>(upsampled.data(), planes, features.sw, dst, out.sw, base.w, lo, hi);
+      int64_t n, c0, y;
+      order.split(r, n, c0, y);
+      for (int64_t c = c0; c < c0 + order.group; ++c) {
+        for (int64_t k = 0; k < cy.taps; ++k) window[k] = base.ptr(n, c, cy.start[y] + k, 0);
+        blend([&](int64_t k) { return window[k]; }, base.sw, &cy.weight[y * cy.taps], cy.taps, base.w, blended.data());
+        hp.run_phases(blended.data(), upsampled.data());
+        const T* planes[S];
+        for (int p = 0; p < S; ++p) planes[p] = features.ptr(n, c * S * S + (y % S) * S + p, y / S, 0);
+        T* dst = out.ptr(n, c, y, 0);
+        if (contiguous)
+          add_shuffled<S, T, true>(upsampled.data(), planes, 1, dst, 1, base.w, lo, hi);
+        else
+          add_shuffled<S, T, false>(upsampled.data(), planes, features.sw, dst, out.sw, base.w, lo, hi);
+      }
     }
   }
 }

@@ -12,13 +12,15 @@
 namespace clarifx::cuda {
 namespace {
 
-constexpr int kTileW = 128;   // output columns per tile = threads along x
-constexpr int kBlockRows = 2;  // threads along y
-constexpr int kTileH = 8;     // output rows per tile
-constexpr int kMaxTaps = 8;   // horizontal taps kept in registers; enlargement by 2..4 needs at most 7
+constexpr int kTileW = 128;                      // output columns per tile = threads along x
+constexpr int kBlockRows = 2;                    // threads along y
+constexpr int kRowsPerThread = 4;                // output rows per thread in a tile
+constexpr int kTileH = kBlockRows * kRowsPerThread;
+constexpr int kMaxTaps = 8;                      // horizontal taps kept in registers; enlarging by 2..4 needs at most 7
 
+// Four resident blocks (1024 threads) per SM: registers are capped at 64.
 template <typename T, int S>
-__global__ void __launch_bounds__(kTileW* kBlockRows)
+__global__ void __launch_bounds__(kTileW* kBlockRows, 4)
     fused_upsample_kernel(View4<T> features, View4<T> base, View4<T> out, DeviceAxis ax, DeviceAxis ay,
                           int blend_stride, float lo, float hi) {
   extern __shared__ float blended[];  // kTileH rows of blend_stride low-resolution columns
@@ -26,10 +28,11 @@ __global__ void __launch_bounds__(kTileW* kBlockRows)
   const int tid = threadIdx.y * kTileW + threadIdx.x;
   const int64_t x0 = int64_t(blockIdx.x) * kTileW;
   const int cols = int(min(int64_t(kTileW), out.w - x0));
-  const int lx0 = ax.start[x0];                                // first base column the tile reads
-  const int lw = ax.start[x0 + cols - 1] + ax.taps - lx0;      // base columns the tile reads (<= blend_stride)
+  const int lx0 = ax.start[x0];                            // first base column the tile reads
+  const int lw = ax.start[x0 + cols - 1] + ax.taps - lx0;  // base columns the tile reads (<= blend_stride)
 
-  // This thread's output column and its horizontal taps, the same for every row of every tile.
+  // This thread's output column, its horizontal taps and where its column sits in features and out:
+  // the same for every row of every tile.
   const int64_t x = x0 + threadIdx.x;
   const bool active = threadIdx.x < cols;
   float wx[kMaxTaps];
@@ -39,33 +42,48 @@ __global__ void __launch_bounds__(kTileW* kBlockRows)
 #pragma unroll
     for (int k = 0; k < kMaxTaps; ++k) wx[k] = k < ax.taps ? ax.weight[x * ax.taps + k] : 0.f;
   }
+  const int64_t feature_column = (x % S) * features.sc + (x / S) * features.sw;
+  const int64_t out_column = x * out.sw;
 
   for (int64_t plane = blockIdx.z; plane < out.n * out.c; plane += gridDim.z) {
     const int64_t n = plane / out.c, c = plane % out.c;
+    const T* base_plane = base.ptr(n, c, 0, 0);
+    const T* feature_planes = features.ptr(n, c * S * S, 0, 0);  // the S*S planes feeding this channel
+    T* out_plane = out.ptr(n, c, 0, 0);
     for (int64_t y0 = int64_t(blockIdx.y) * kTileH; y0 < out.h; y0 += int64_t(gridDim.y) * kTileH) {
       const int rows = int(min(int64_t(kTileH), out.h - y0));
+      // Issue this thread's feature loads first: they stream from DRAM while the block blends base rows.
+      float feature[kRowsPerThread];
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i) {
+        const int64_t y = y0 + threadIdx.y + i * kBlockRows;
+        const int64_t row_offset = (y % S) * S * features.sc + (y / S) * features.sh;
+        feature[i] = active && y < out.h ? to_float(feature_planes[row_offset + feature_column]) : 0.f;
+      }
       for (int i = tid; i < rows * lw; i += threads) {
         const int r = i / lw, j = i - r * lw;
         const int64_t y = y0 + r;
-        const int sy = ay.start[y];
         const float* wy = ay.weight + y * ay.taps;
+        const T* src = base_plane + ay.start[y] * base.sh + (lx0 + j) * base.sw;
         float acc = 0.f;
-        for (int k = 0; k < ay.taps; ++k) acc += wy[k] * base.get(n, c, sy + k, lx0 + j);
+        for (int k = 0; k < ay.taps; ++k) acc += wy[k] * to_float(src[k * base.sh]);
         blended[r * blend_stride + j] = acc;
       }
       __syncthreads();
       if (active) {
-        for (int r = threadIdx.y; r < rows; r += kBlockRows) {
-          const int64_t y = y0 + r;
+#pragma unroll
+        for (int i = 0; i < kRowsPerThread; ++i) {
+          const int r = threadIdx.y + i * kBlockRows;
+          if (r >= rows) break;
           const float* row = blended + r * blend_stride + sx;
           float v = 0.f;
 #pragma unroll
           for (int k = 0; k < kMaxTaps; ++k)
             if (k < ax.taps) v += wx[k] * row[k];
-          v += features.get(n, c * S * S + (y % S) * S + x % S, y / S, x / S);
+          v += feature[i];      // the CPU's order of additions
           v = v < lo ? lo : v;  // comparisons, not fminf/fmaxf, so NaN passes through as on the CPU
           v = v > hi ? hi : v;
-          out.set(n, c, y, x, v);
+          out_plane[(y0 + r) * out.sh + out_column] = from_float<T>(v);
         }
       }
       __syncthreads();  // the next tile overwrites blended

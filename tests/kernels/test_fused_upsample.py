@@ -35,13 +35,13 @@ def test_matches_reference(backend, dtype, rng, scale, size, filter, clamp):
 def test_channels_last_views(backend, dtype, rng, scale):
     """Channel-interleaved memory (torch channels_last, HWC buffers) arrives as NCHW views with stride_c = 1."""
     size = (9, 14)
-    features, base = _inputs(rng, dtype, scale, size, batch=1, channels=4)
+    features, base = _inputs(rng, dtype, scale, size, batch=2, channels=4)
 
     def nhwc(a):  # channel-interleaved storage of a, viewed as NCHW
         stored = backend.array(a.transpose(0, 2, 3, 1))
         return stored.permute(0, 3, 1, 2) if backend.name.startswith("torch") else stored.transpose(0, 3, 1, 2)
 
-    out = nhwc(np.full((1, 4, size[0] * scale, size[1] * scale), np.nan, dtype))
+    out = nhwc(np.full((2, 4, size[0] * scale, size[1] * scale), np.nan, dtype))
     kernels.fused_upsample(nhwc(features), nhwc(base), scale, filter="bicubic", clamp=(0.0, 1.0), out=out)
     backend.synchronize()
     assert_close(backend.numpy(out), ref.fused_upsample(features, base, scale, "bicubic", (0.0, 1.0)), dtype)

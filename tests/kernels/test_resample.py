@@ -54,6 +54,19 @@ def test_hwc_matches_reference(backend, dtype, rng, filter, case):
     assert_close(backend.numpy(out), expected, dtype)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 4, 5])
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[7]], ids=_case_id)
+def test_hwc_channel_counts(backend, dtype, rng, case, channels):
+    """Interleaved pixels of up to four channels are made and stored whole; wider ones a channel at a time."""
+    (h, w), size = case
+    image = rng.random((h, w, channels)).astype(dtype)
+    out = backend.poisoned((*size, channels), dtype)
+    kernels.resample(backend.array(image), size, filter="lanczos3", out=out)
+    backend.synchronize()
+    expected = ref.resample(image.transpose(2, 0, 1)[None], size, "lanczos3")[0].transpose(1, 2, 0)
+    assert_close(backend.numpy(out), expected, dtype)
+
+
 @pytest.mark.parametrize("filter", ["bicubic", "lanczos3"])
 def test_strided_views_read_and_write_only_their_elements(backend, dtype, rng, filter):
     full = rng.random((2, 5, 40, 70)).astype(dtype)

@@ -16,7 +16,7 @@ constexpr int kTileW = 128;                      // output columns per tile = th
 constexpr int kBlockRows = 2;                    // threads along y
 constexpr int kRowsPerThread = 4;                // output rows per thread in a tile
 constexpr int kTileH = kBlockRows * kRowsPerThread;
-constexpr int kMaxTaps = 8;                      // horizontal taps kept in registers; enlarging by 2..4 needs at most 7
+constexpr int kMaxTaps = 6;                      // horizontal taps kept in registers: lanczos3 enlarging needs 6
 
 // Four resident blocks (1024 threads) per SM: registers are capped at 64.
 template <typename T, int S>

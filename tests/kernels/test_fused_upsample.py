@@ -47,6 +47,25 @@ def test_channels_last_views(backend, dtype, rng, scale):
     assert_close(backend.numpy(out), ref.fused_upsample(features, base, scale, "bicubic", (0.0, 1.0)), dtype)
 
 
+def test_float16_sums_round_to_nearest_even(backend, rng):
+    """With 'box' the sum is exact in float32; storing it must round like numpy: ties to even,
+    subnormals, and overflow to inf from 65520 up."""
+    scale, size = 2, (16, 24)
+    magnitude = 2.0 ** rng.uniform(-26, 16, (2, 1, *size))
+    base = (np.sign(rng.uniform(-1, 1, magnitude.shape)) * magnitude).astype(np.float16)
+    features = (rng.uniform(-1, 1, (2, 4, *size)) * 2.0 ** rng.integers(-24, 12, (2, 4, *size))).astype(np.float16)
+    base[0, 0, 0, :3] = [65504, -65504, 65504]  # the largest half, then sums at and beyond the overflow
+    features[0, :, 0, :3] = np.array([16, -1024, 15], np.float16)  # tie -> inf, -inf, rounds down
+    out = backend.poisoned((2, 1, size[0] * scale, size[1] * scale), "float16")
+    kernels.fused_upsample(backend.array(features), backend.array(base), scale, filter="box", out=out)
+    backend.synchronize()
+    nearest = np.repeat(np.repeat(base, scale, axis=2), scale, axis=3)
+    with np.errstate(over="ignore"):  # the overflow to inf is the point
+        expected = (ref.pixel_shuffle(features, scale).astype(np.float32) + nearest.astype(np.float32)).astype(np.float16)
+    assert expected[0, 0, 0, 0] == np.inf and expected[0, 0, 0, 2] == -np.inf and expected[0, 0, 0, 4] == 65504
+    assert np.array_equal(backend.numpy(out), expected)
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_box_is_pixel_shuffle_plus_torch_nearest(rng, scale):
     torch = pytest.importorskip("torch")

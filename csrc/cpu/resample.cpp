@@ -98,7 +98,7 @@ void resample_typed(const ResampleArgs& a) {
   const HorizontalPass hp(in.w, out.w, a.filter);
   const Contributions cy = contributions(in.h, out.h, a.filter);
   const RowOrder order(out.n, out.c, out.h, a.out.stride);
-  if (vertical_first(hp, cy, in.h, in.w, std::is_same_v<T, half_bits>))
+  if (vertical_first(hp, cy, in.h, in.w, std::is_same_v<T, half_t>))
     resample_vertical_first(in, out, hp, cy, order);
   else
     resample_horizontal_first(in, out, hp, cy, order);
@@ -107,7 +107,7 @@ void resample_typed(const ResampleArgs& a) {
 }  // namespace
 
 void resample(const ResampleArgs& a) {
-  dispatch_dtype(a.in.dtype, [&](auto t) { resample_typed<Stored<decltype(t)>>(a); });
+  dispatch_dtype(a.in.dtype, [&](auto t) { resample_typed<decltype(t)>(a); });
 }
 
 }  // namespace clarifx::cpu

@@ -15,75 +15,19 @@
 
 namespace clarifx::cpu {
 
-// float16 elements are handled as their bit patterns (uint16_t, as numpy and torch store them) and
-// converted by integer arithmetic: on baseline x86-64 (no F16C) the compiler has no vector form of
-// _Float16 and calls a library function per cast, which made float16 rows ~20x slower than float32.
-// Cases are chosen by bit masks, not branches: the vectoriser will not speculate a float operation
-// into a branch (-ftrapping-math). No intermediate is a float denormal, so hosts that run with
-// FTZ/DAZ set get the same results; (a + magic) - magic needs IEEE order of operations (no -ffast-math).
-using half_bits = uint16_t;
-template <typename T>
-using Stored = std::conditional_t<std::is_same_v<T, half_t>, half_bits, T>;
-
-inline uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-inline float bits_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-inline uint32_t pick(bool cond, uint32_t if_true, uint32_t if_false) {
-  const uint32_t mask = 0u - uint32_t(cond);
-  return (if_true & mask) | (if_false & ~mask);
-}
-
-inline float widen(float v) { return v; }
-inline float widen(half_bits h) {
-  const uint32_t magnitude = h & 0x7fffu, sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t normal = (magnitude << 13) + ((127u - 15u) << 23);             // rebias the exponent
-  const uint32_t special = (magnitude << 13) | 0x7f800000u;                     // inf, NaN
-  const uint32_t subnormal = float_bits(float(int32_t(magnitude)) * 0x1p-24f);  // mantissa * 2^-24, exact
-  return bits_float(pick(magnitude >= 0x7c00u, special, pick(magnitude >= 0x0400u, normal, subnormal)) | sign);
-}
-
-template <typename T>
-T narrow(float v);
-template <>
-inline float narrow<float>(float v) { return v; }
-// Round to nearest even: adding and subtracting 2^13 half-steps above |v|'s binade (half-steps of
-// 2^-24 below 2^-14, where halves are subnormal) leaves |v| on the half grid, rounded by the FPU.
-// Comparisons are on bit patterns, which order like the values for |v| (NaN above everything).
-template <>
-inline half_bits narrow<half_bits>(float v) {
-  constexpr uint32_t kMinNormal = 113u << 23;  // 2^-14, the smallest normal half
-  const uint32_t sign = (float_bits(v) >> 16) & 0x8000u;
-  const float a = std::fabs(v);
-  const uint32_t binade = std::max(float_bits(a) & 0x7f800000u, kMinNormal);
-  const float magic = bits_float(binade + (13u << 23));
-  const uint32_t r = float_bits((a + magic) - magic);
-  const uint32_t normal = (r >> 13) - ((127u - 15u) << 10);
-  const uint32_t subnormal = uint32_t(int32_t(bits_float(std::min(r, kMinNormal)) * 0x1p24f));  // min: in range
-  const uint32_t finite = pick(r >= kMinNormal, normal, subnormal);
-  const uint32_t special = pick(float_bits(a) > 0x7f800000u, 0x7e00u, 0x7c00u);  // NaN, inf
-  return half_bits(pick(float_bits(a) < 0x477ff000u, finite, special) | sign);  // from 65520 up: inf
-}
-
 // One pass over dst for Count taps: dst[x] (+)= sum_j w[j] * rows[j][x * col_stride].
 template <bool Accumulate, int Count, typename T>
 void blend_pass(const T* const* rows, const float* w, int64_t col_stride, int64_t width, float* dst) {
   if (col_stride == 1) {
     for (int64_t x = 0; x < width; ++x) {
       float v = Accumulate ? dst[x] : 0.f;
-      for (int j = 0; j < Count; ++j) v += w[j] * widen(rows[j][x]);
+      for (int j = 0; j < Count; ++j) v += w[j] * to_float(rows[j][x]);
       dst[x] = v;
     }
   } else {
     for (int64_t x = 0; x < width; ++x) {
       float v = Accumulate ? dst[x] : 0.f;
-      for (int j = 0; j < Count; ++j) v += w[j] * widen(rows[j][x * col_stride]);
+      for (int j = 0; j < Count; ++j) v += w[j] * to_float(rows[j][x * col_stride]);
       dst[x] = v;
     }
   }
@@ -268,9 +212,9 @@ const float* float_row(const T* row, int64_t col_stride, int64_t width, float* b
     if (col_stride == 1) return row;
   }
   if (col_stride == 1) {
-    for (int64_t x = 0; x < width; ++x) buf[x] = widen(row[x]);
+    for (int64_t x = 0; x < width; ++x) buf[x] = to_float(row[x]);
   } else {
-    for (int64_t x = 0; x < width; ++x) buf[x] = widen(row[x * col_stride]);
+    for (int64_t x = 0; x < width; ++x) buf[x] = to_float(row[x * col_stride]);
   }
   return buf;
 }
@@ -280,11 +224,11 @@ const float* float_row(const T* row, int64_t col_stride, int64_t width, float* b
 template <typename T>
 void store_rows(const float* rows, int64_t count, int64_t width, T* dst, int64_t channel_stride, int64_t col_stride) {
   if (count == 1 && col_stride == 1) {
-    for (int64_t x = 0; x < width; ++x) dst[x] = narrow<T>(rows[x]);
+    for (int64_t x = 0; x < width; ++x) dst[x] = from_float<T>(rows[x]);
     return;
   }
   for (int64_t x = 0; x < width; ++x)
-    for (int64_t c = 0; c < count; ++c) dst[x * col_stride + c * channel_stride] = narrow<T>(rows[c * width + x]);
+    for (int64_t c = 0; c < count; ++c) dst[x * col_stride + c * channel_stride] = from_float<T>(rows[c * width + x]);
 }
 
 // Output rows are made a channel group at a time: one channel for planar layouts, all channels for

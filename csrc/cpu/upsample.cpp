@@ -19,10 +19,10 @@ void add_shuffled(const float* upsampled, const T* const* planes, int64_t featur
   const int64_t fs = Contiguous ? 1 : feature_stride, os = Contiguous ? 1 : out_stride;
   for (int64_t x = 0; x < width; ++x) {
     for (int p = 0; p < S; ++p) {
-      float v = upsampled[p * width + x] + widen(planes[p][x * fs]);
+      float v = upsampled[p * width + x] + to_float(planes[p][x * fs]);
       v = v < lo ? lo : v;  // comparisons, not fmin/fmax, so NaN passes through as in torch
       v = v > hi ? hi : v;
-      dst[(x * S + p) * os] = narrow<T>(v);
+      dst[(x * S + p) * os] = from_float<T>(v);
     }
   }
 }
@@ -64,7 +64,7 @@ void fused_upsample_typed(const FusedUpsampleArgs& a) {
 
 void fused_upsample(const FusedUpsampleArgs& a) {
   dispatch_dtype(a.base.dtype, [&](auto t) {
-    using T = Stored<decltype(t)>;
+    using T = decltype(t);
     switch (a.scale) {
       case 2: return fused_upsample_typed<T, 2>(a);
       case 3: return fused_upsample_typed<T, 3>(a);

@@ -67,7 +67,7 @@ def run(out_dir: str | Path = "clarifx-demo") -> dict[str, float]:
     rotated, _ = kernels.warp(original, flow, interp="bicubic", border="zero")
     back, valid = kernels.warp(rotated, rotation_flow(h, w, -5.0), interp="bicubic", border="zero")
     inner = kernels.warp(valid, flow, border="zero")[0] > 0.5  # pixels whose round trip stayed inside
-    results["psnr_rotation_round_trip"] = psnr_y(back, original, mask=(valid > 0.5) & inner)
+    results["psnr_rotation_round_trip"] = psnr_y(back, original, mask=((valid > 0.5) & inner)[:, :, 0])
     print(f"  warp: rotate 5 degrees and back (bicubic), Y-PSNR over valid pixels: "
           f"{results['psnr_rotation_round_trip']:.2f} dB")
 

@@ -40,40 +40,17 @@ __device__ void for_each_pixel(int64_t batch, int64_t height, int64_t width, Bod
 
 template <Interp I, Border B, typename T, typename F>
 __global__ void warp_kernel(View4<T> im, View4<F> flow, View4<T> out, View4<T> mask, int* nonfinite) {
-  const int64_t C = im.c, H = im.h, W = im.w;
-  for_each_pixel(im.n, H, W, [&](int64_t n, int64_t y, int64_t x) {
-    const float sx = float(x) + flow.get(n, 0, y, x);
-    const float sy = float(y) + flow.get(n, 1, y, x);
-    if (!isfinite(sx) || !isfinite(sy)) {
-      if (nonfinite) *nonfinite = 1;  // every writer stores 1, so the race is benign
-      for (int64_t c = 0; c < C; ++c) out.set(n, c, y, x, 0.f);
-      if (mask.p) mask.set(n, 0, y, x, 0.f);
-      return;
-    }
-    const SamplePlan p = plan_sample(sx, sy, W, H, I, B);
-    for (int64_t c = 0; c < C; ++c) out.set(n, c, y, x, apply_sample(p, im, n, c));
-    if (mask.p) mask.set(n, 0, y, x, inside(sx, sy, W, H) ? 1.f : 0.f);
+  for_each_pixel(im.n, im.h, im.w, [&](int64_t n, int64_t y, int64_t x) {
+    // every writer stores 1, so the race on the flag is benign
+    if (!warp_pixel(im, flow, out, mask, n, y, x, I, B) && nonfinite) *nonfinite = 1;
   });
 }
 
 template <typename F>
 __global__ void occlusion_kernel(View4<F> fw, View4<F> bw, View4<F> out, float alpha1, float alpha2,
                                  int* nonfinite) {
-  const int64_t H = fw.h, W = fw.w;
-  for_each_pixel(fw.n, H, W, [&](int64_t n, int64_t y, int64_t x) {
-    const float fx = fw.get(n, 0, y, x), fy = fw.get(n, 1, y, x);
-    if (!isfinite(fx) || !isfinite(fy) || !isfinite(bw.get(n, 0, y, x)) || !isfinite(bw.get(n, 1, y, x))) {
-      if (nonfinite) *nonfinite = 1;
-      out.set(n, 0, y, x, 1.f);
-      return;
-    }
-    const float px = float(x) + fx, py = float(y) + fy;
-    bool occluded = !inside(px, py, W, H);
-    if (!occluded) {
-      const SamplePlan p = plan_sample(px, py, W, H, Interp::bilinear, Border::clamp);
-      occluded = inconsistent(fx, fy, apply_sample(p, bw, n, 0), apply_sample(p, bw, n, 1), alpha1, alpha2);
-    }
-    out.set(n, 0, y, x, occluded ? 1.f : 0.f);
+  for_each_pixel(fw.n, fw.h, fw.w, [&](int64_t n, int64_t y, int64_t x) {
+    if (!occlusion_pixel(fw, bw, out, n, y, x, alpha1, alpha2) && nonfinite) *nonfinite = 1;
   });
 }
 

@@ -105,4 +105,45 @@ CLARIFX_HD bool inconsistent(float fx, float fy, float bx, float by, float alpha
   return sx * sx + sy * sy > alpha1 * (fx * fx + fy * fy + bx * bx + by * by) + alpha2;
 }
 
+// False for NaN and +-inf; plain arithmetic, so host and device agree without libm.
+CLARIFX_HD bool is_finite(float v) { return fabsf(v) <= 3.40282347e38f; }
+
+// One output pixel of the warp, all channels and the mask. Where the sample point is not finite the
+// pixel reads 0 with mask 0, and the result is false.
+template <typename T, typename F>
+CLARIFX_HD bool warp_pixel(const View4<T>& im, const View4<F>& flow, const View4<T>& out, const View4<T>& mask,
+                           int64_t n, int64_t y, int64_t x, Interp interp, Border border) {
+  const float sx = float(x) + flow.get(n, 0, y, x);
+  const float sy = float(y) + flow.get(n, 1, y, x);
+  const bool finite = is_finite(sx) && is_finite(sy);
+  if (finite) {
+    const SamplePlan p = plan_sample(sx, sy, im.w, im.h, interp, border);
+    for (int64_t c = 0; c < im.c; ++c) out.set(n, c, y, x, apply_sample(p, im, n, c));
+  } else {
+    for (int64_t c = 0; c < im.c; ++c) out.set(n, c, y, x, 0.f);
+  }
+  if (mask.p) mask.set(n, 0, y, x, finite && inside(sx, sy, im.w, im.h) ? 1.f : 0.f);
+  return finite;
+}
+
+// One pixel of the occlusion mask (1 occluded, 0 visible). Where either flow is not finite the pixel
+// counts as occluded and the result is false.
+template <typename F>
+CLARIFX_HD bool occlusion_pixel(const View4<F>& fw, const View4<F>& bw, const View4<F>& out, int64_t n, int64_t y,
+                                int64_t x, float alpha1, float alpha2) {
+  const float fx = fw.get(n, 0, y, x), fy = fw.get(n, 1, y, x);
+  if (!is_finite(fx) || !is_finite(fy) || !is_finite(bw.get(n, 0, y, x)) || !is_finite(bw.get(n, 1, y, x))) {
+    out.set(n, 0, y, x, 1.f);
+    return false;
+  }
+  const float px = float(x) + fx, py = float(y) + fy;
+  bool occluded = !inside(px, py, fw.w, fw.h);
+  if (!occluded) {
+    const SamplePlan p = plan_sample(px, py, fw.w, fw.h, Interp::bilinear, Border::clamp);
+    occluded = inconsistent(fx, fy, apply_sample(p, bw, n, 0), apply_sample(p, bw, n, 1), alpha1, alpha2);
+  }
+  out.set(n, 0, y, x, occluded ? 1.f : 0.f);
+  return true;
+}
+
 }  // namespace clarifx

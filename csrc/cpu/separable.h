@@ -70,6 +70,13 @@ void blend(RowAt row_at, int64_t col_stride, const float* w, int64_t taps, int64
           : blend_pass<false>(pending, rows, weights, col_stride, width, dst);
 }
 
+// The vertical pass for output row y of plane (n, c): its input rows blended at the input width.
+template <typename T>
+void blend_rows_for(const View4<T>& in, int64_t n, int64_t c, const Contributions& cy, int64_t y, float* dst) {
+  blend([&](int64_t k) { return static_cast<const T*>(in.ptr(n, c, cy.start[y] + k, 0)); }, in.sw,
+        &cy.weight[y * cy.taps], cy.taps, in.w, dst);
+}
+
 // sum_k weight[i, k] * src[start[i] + k]. Four partial sums (a reordering written out, which the
 // compiler may not do for floats itself) let the long dot products of a reduction vectorise.
 inline float table_dot(const Contributions& c, int64_t i, const float* src) {

@@ -39,14 +39,12 @@ void fused_upsample_typed(const FusedUpsampleArgs& a) {
 #pragma omp parallel
   {
     std::vector<float> blended(base.w), upsampled(out.w);
-    std::vector<const T*> window(cy.taps);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < order.count(); ++r) {
       int64_t n, c0, y;
       order.split(r, n, c0, y);
       for (int64_t c = c0; c < c0 + order.group; ++c) {
-        for (int64_t k = 0; k < cy.taps; ++k) window[k] = base.ptr(n, c, cy.start[y] + k, 0);
-        blend([&](int64_t k) { return window[k]; }, base.sw, &cy.weight[y * cy.taps], cy.taps, base.w, blended.data());
+        blend_rows_for(base, n, c, cy, y, blended.data());
         hp.run_phases(blended.data(), upsampled.data());
         const T* planes[S];
         for (int p = 0; p < S; ++p) planes[p] = features.ptr(n, c * S * S + (y % S) * S + p, y / S, 0);

@@ -182,8 +182,6 @@ Filter parse_filter(const std::string& v) {
 
 [[maybe_unused]] void* as_stream(uintptr_t stream) { return reinterpret_cast<void*>(stream); }
 
-const char* kNonFinite = "flow contains NaN or infinite values";
-
 // ---- ops ----
 
 void warp(py::object image, py::object flow, py::object out, py::object mask, const std::string& interp,
@@ -224,7 +222,7 @@ void warp(py::object image, py::object flow, py::object out, py::object mask, co
       finite = cpu::warp(a);
   }
   (void)stream;
-  expect(!check_finite || finite, kNonFinite);
+  expect(!check_finite || finite, "flow contains NaN or infinite values");
 }
 
 void occlusion(py::object forward, py::object backward, py::object out, float alpha1, float alpha2,
@@ -258,7 +256,7 @@ void occlusion(py::object forward, py::object backward, py::object out, float al
       finite = cpu::occlusion(a);
   }
   (void)stream;
-  expect(!check_finite || finite, kNonFinite);
+  expect(!check_finite || finite, "forward or backward flow contains NaN or infinite values");
 }
 
 void fused_upsample(py::object features, py::object base, py::object out, int scale, const std::string& filter,

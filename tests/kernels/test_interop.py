@@ -187,9 +187,9 @@ def test_non_finite_flow(backend, bad, rng):
     im, fl = backend.array(image), backend.array(flow)
     with raises_naming("flow"):
         kernels.warp(im, fl)
-    with pytest.raises(ValueError, match="flow"):
+    with pytest.raises(ValueError, match="forward or backward"):
         kernels.occlusion(fl, fl)
-    with pytest.raises(ValueError, match="flow"):
+    with pytest.raises(ValueError, match="forward or backward"):
         kernels.occlusion(backend.array(np.zeros_like(flow)), fl)
     out, mask = kernels.warp(im, fl, check_finite=False)
     occluded = kernels.occlusion(fl, fl, check_finite=False)

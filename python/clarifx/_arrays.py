@@ -15,7 +15,8 @@ import numpy as np
 FLOAT_DTYPES = ("float32", "float16")
 
 
-def _library(x) -> str:
+def _library(x, name: str = "array") -> str:
+    """'numpy', 'torch' or 'cupy'; ValueError naming `name` for anything else."""
     if isinstance(x, np.ndarray):
         return "numpy"
     module = type(x).__module__.split(".")[0]
@@ -23,7 +24,7 @@ def _library(x) -> str:
         return "torch"
     if module == "cupy" and "cupy" in sys.modules:
         return "cupy"
-    raise TypeError
+    raise ValueError(f"{name}: expected a numpy array, torch tensor or CuPy array, got {type(x).__name__}")
 
 
 def _dtype_name(x) -> str:
@@ -41,8 +42,8 @@ class Device:
         return self.kind if self.kind == "cpu" else f"cuda:{self.index}"
 
 
-def device_of(x) -> Device:
-    lib = _library(x)
+def device_of(x, name: str = "array") -> Device:
+    lib = _library(x, name)
     if lib == "numpy":
         return Device("cpu")
     if lib == "torch":
@@ -52,10 +53,7 @@ def device_of(x) -> Device:
 
 def check_array(x, name: str, ranks: tuple[int, ...]) -> None:
     """ValueError naming `name` unless x is a float32/float16 numpy, torch or CuPy array of an allowed rank."""
-    try:
-        _library(x)
-    except TypeError:
-        raise ValueError(f"{name}: expected a numpy array, torch tensor or CuPy array, got {type(x).__name__}") from None
+    _library(x, name)
     if x.ndim not in ranks:
         allowed = " or ".join(str(r) for r in ranks)
         raise ValueError(f"{name}: expected {allowed} dimensions, got shape {tuple(x.shape)}")
@@ -66,33 +64,28 @@ def check_array(x, name: str, ranks: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: unsupported device {dev}")
 
 
-def check_same_device(**arrays) -> Device:
-    """The common device of the given arrays (None entries skipped); ValueError naming the odd one out."""
-    items = [(name, device_of(a)) for name, a in arrays.items() if a is not None]
+def check_same_device(**arrays) -> None:
+    """ValueError naming the odd one out unless the given arrays (None skipped) share one device."""
+    items = [(name, device_of(a, name)) for name, a in arrays.items() if a is not None]
     first_name, first = items[0]
     for name, dev in items[1:]:
         if dev != first:
             raise ValueError(f"{name} is on {dev} but {first_name} is on {first}")
-    return first
 
 
-def nchw(x, layout: str):
-    """View x as (N, C, H, W) without copying. layout: 'nchw' (rank 4) or 'hwc' (rank 3)."""
-    if layout == "nchw":
+def nchw(x):
+    """View x as (N, C, H, W) without copying: rank 4 is already NCHW, rank 3 is HWC."""
+    if x.ndim == 4:
         return x
     if _library(x) == "torch":
         return x.permute(2, 0, 1).unsqueeze(0)
     return x.transpose(2, 0, 1)[None]
 
 
-def layout_of(x) -> str:
-    return "nchw" if x.ndim == 4 else "hwc"
-
-
-def empty(like, shape: tuple[int, ...], dtype=None):
-    """An uninitialised array of the same library, device and (by default) dtype as `like`."""
+def empty(like, shape: tuple[int, ...]):
+    """An uninitialised array of the same library, device and dtype as `like`."""
     lib = _library(like)
-    dtype = like.dtype if dtype is None else dtype
+    dtype = like.dtype
     if lib == "numpy":
         return np.empty(shape, dtype=dtype)
     if lib == "torch":

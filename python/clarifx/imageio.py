@@ -44,7 +44,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, dtype: str = "uin
     buf = oiio.ImageBuf(spec)
     if not buf.set_pixels(oiio.ROI(0, w, 0, h, 0, 1, 0, c), np.ascontiguousarray(image)):
         raise ImageIOError(f"{path}: cannot store pixels as {dtype}: {buf.geterror().strip()}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         if not buf.write(tmp):

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _native
-from ._arrays import capsule, check_array, check_same_device, empty, layout_of, nchw, stream_of
+from ._arrays import capsule, check_array, check_same_device, empty, nchw, stream_of
 from ._arrays import wrap_cuda_pointer  # noqa: F401  (public: foreign device buffers as CuPy arrays)
 
 INTERPOLATIONS = ("bilinear", "bicubic")
@@ -44,7 +44,7 @@ def _output(out, name: str, like, shape: tuple[int, ...]):
 
 def _caps(stream: int, *arrays):
     """DLPack capsules of the NCHW views of `arrays` (None stays None)."""
-    return [None if a is None else capsule(nchw(a, layout_of(a)), stream) for a in arrays]
+    return [None if a is None else capsule(nchw(a), stream) for a in arrays]
 
 
 def _with_channels(image, channels: int) -> tuple[int, ...]:

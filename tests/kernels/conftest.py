@@ -87,21 +87,22 @@ def _backend_available(name: str) -> str | None:
 BACKENDS = ["numpy", "torch", "torch-cuda", "cupy"]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request) -> Backend:
-    reason = _backend_available(request.param)
+def _backend_or_skip(name: str) -> Backend:
+    reason = _backend_available(name)
     if reason:
         pytest.skip(reason)
-    return Backend(request.param)
+    return Backend(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> Backend:
+    return _backend_or_skip(request.param)
 
 
 @pytest.fixture(params=["torch-cuda", "cupy"])
 def cuda_backend(request) -> Backend:
     """For tests that compare a CUDA run with the CPU run on the same inputs."""
-    reason = _backend_available(request.param)
-    if reason:
-        pytest.skip(reason)
-    return Backend(request.param)
+    return _backend_or_skip(request.param)
 
 
 @pytest.fixture(params=["float32", "float16"])

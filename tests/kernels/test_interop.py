@@ -148,6 +148,12 @@ def test_bad_arguments_name_the_argument(rng):
         kernels.warp(image, flow, border="wrap")
     with raises_naming("image"):
         kernels.warp(image.tolist(), flow)
+    with raises_naming("out"):
+        kernels.warp(image, flow, out=[0.0])
+    with raises_naming("mask"):
+        kernels.warp(image, flow, mask="mask")
+    with raises_naming("out"):
+        kernels.resample(image, scale=2, out=image.tolist())
     with raises_naming("flow"):
         kernels.warp(image, flow.tolist())
     with raises_naming("forward"):

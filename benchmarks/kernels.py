@@ -6,7 +6,8 @@ CPU (1920x1080 RGB float32): warp vs torch grid_sample and OpenCV remap; fused u
 torch sequence; resample vs torch antialiased interpolate and OpenCV resize; grain frames per second.
 CUDA (3840x2160, when a GPU is present): warp and fused upsample as a share of the measured
 device-to-device copy bandwidth, and against the unfused torch sequence.
-Each timing is the median of interleaved repeats, so the contenders see the same machine state.
+Each timing is the median of interleaved repeats, so the contenders see the same machine state, and
+each of our calls follows a torch or OpenCV call, as it does in a pipeline that mixes models and kernels.
 Targets come from issue 2; a ratio is faster-is-higher (their time / ours).
 """
 

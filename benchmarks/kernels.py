@@ -167,6 +167,32 @@ def bench_grain(repeat: int, rng: np.random.Generator) -> None:
           f"{'met' if min(fps, 1 / t3) >= 50 else 'NOT met'}")
 
 
+def bench_float16(repeat: int, rng: np.random.Generator) -> None:
+    """float16 storage against float32 for each CPU kernel (outputs preallocated, so only the kernel counts)."""
+    from clarifx.demo import DEMO_GRAIN
+
+    h, w = 1080, 1920
+    flow = rng.normal(0, 3, (1, 2, h, w)).astype(np.float32)
+    print("\nfloat16 against float32 on the CPU, 1920x1080 RGB (float16 time / float32 time)")
+    for name, run in {
+        "warp (bilinear)": lambda img, out, small, features, up: kernels.warp(img, flow, out=out),
+        "fused upsample x2 (bilinear)": lambda img, out, small, features, up: kernels.fused_upsample(
+            features, small, 2, out=out),
+        "resample to 3840x2160 (bicubic)": lambda img, out, small, features, up: kernels.resample(
+            img, (2 * h, 2 * w), filter="bicubic", out=up),
+        "grain (lag 1)": lambda img, out, small, features, up: kernels.grain(img, DEMO_GRAIN, out=out),
+    }.items():
+        args = {}
+        for dtype in ("float32", "float16"):
+            img = rng.random((1, 3, h, w)).astype(dtype)
+            small = np.ascontiguousarray(img[:, :, ::2, ::2])
+            args[dtype] = (img, np.empty_like(img), small, np.repeat(small, 4, axis=1),
+                           np.empty((1, 3, 2 * h, 2 * w), dtype))
+        times = interleaved({d: (lambda a=a: run(*a)) for d, a in args.items()}, repeat)
+        print(f"  {name:<34} {times['float32'] * 1e3:7.2f} ms -> {times['float16'] * 1e3:7.2f} ms"
+              f"   {times['float16'] / times['float32']:.2f}x")
+
+
 def bench_cuda(repeat: int) -> None:
     dev = torch.device("cuda")
     h, w = 2160, 3840
@@ -227,6 +253,7 @@ def main() -> None:
     bench_fused_upsample(args.repeat, rng)
     bench_resample(args.repeat, rng)
     bench_grain(args.repeat, rng)
+    bench_float16(args.repeat, rng)
     if torch.cuda.is_available() and kernels.cuda_available():
         bench_cuda(args.repeat)
     else:

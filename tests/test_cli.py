@@ -38,3 +38,10 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("clarifx: error:") and "file" in lines[0]
+
+
+def test_closed_pipe_is_quiet(tmp_path):
+    r = subprocess.run(f"{sys.executable} -m clarifx.cli demo --out {tmp_path} | head -1", shell=True,
+                       capture_output=True, text=True)
+    assert r.stdout.startswith("clarifx demo:")
+    assert r.stderr == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("clarifx: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`clarifx demo | head`): stop quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit flush
+        return 141
     except (ValueError, OSError) as e:
         if args.debug:
             raise

@@ -7,6 +7,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
-from . import kernels  # noqa: E402
+from . import kernels, nodes  # noqa: E402
+from .frame import ClipInfo, Frame  # noqa: E402
+from .graph import Graph, Node  # noqa: E402
 
-__all__ = ["kernels", "__version__"]
+__all__ = ["Graph", "Node", "Frame", "ClipInfo", "kernels", "nodes", "__version__"]

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 
 from . import __version__
+
+
+def frame_range(text: str) -> tuple[int, int]:
+    """"A-B" or "A" (negative numbers allowed: "-5--1")."""
+    m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a frame range like 1-48")
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) is not None else first
+    if first > last:
+        raise argparse.ArgumentTypeError(f"'{text}': the first frame comes after the last")
+    return first, last
 
 
 def _demo(args) -> int:
@@ -16,15 +30,131 @@ def _demo(args) -> int:
     return 0
 
 
+def _report(report, graph, quiet: bool) -> None:
+    if quiet:
+        return
+    for name, frames in report.rendered.items():
+        kept = report.kept.get(name, [])
+        rate = f" ({len(frames) / report.seconds:.2f} frames/s)" if frames and report.seconds > 0 else ""
+        extra = f"; {len(kept)} complete frame(s) kept from an earlier run" if kept else ""
+        print(f"{name}: wrote {len(frames)} frame(s) to {graph[name]['file']} in {report.seconds:.1f} s{rate}{extra}")
+
+
+def _render(args) -> int:
+    from .graph import Graph
+
+    graph = Graph.load(args.graph)
+    writers = [graph[name] for name in args.write]
+    report = graph.render(*writers, frames=args.frames, progress=not args.quiet)
+    _report(report, graph, args.quiet)
+    return 0
+
+
+def _pipeline(args, *middle: tuple[str, dict]) -> int:
+    """Read IN -> middle nodes -> Write OUT, rendered over --frames."""
+    from .graph import Graph
+
+    g = Graph()
+    node = g.create("Read", file=args.input, colorspace=args.input_colorspace)
+    for type_name, params in middle:
+        node = g.create(type_name, node, **params)
+    write = {"file": args.output, "colorspace": args.colorspace, "codec": args.codec, "dtype": args.dtype,
+             "bit_depth": args.bit_depth, "quality": args.quality}
+    w = g.create("Write", node, **write)
+    report = g.render(w, frames=args.frames, progress=not args.quiet)
+    _report(report, g, args.quiet)
+    return 0
+
+
+def _upscale(args) -> int:
+    return _pipeline(args, ("Resize", {"scale": float(args.scale), "filter": args.model}))
+
+
+def _convert(args) -> int:
+    return _pipeline(args)
+
+
+def _info(args) -> int:
+    from .footage import probe
+
+    info = probe(args.input)
+    if args.json:
+        d = {k: (str(v) if k == "fps" and v is not None else v) for k, v in vars(info).items()}
+        print(json.dumps(d, indent=2, default=list))
+        return 0
+    fps = f", {float(info.fps):g} fps" if info.fps else ""
+    print(f"{info.path}: {info.kind}, {info.width}x{info.height}, {info.frames} frame(s) "
+          f"({info.first}-{info.last}){fps}, {''.join(info.channels)}, {info.format}")
+    alpha = ("premultiplied" if info.premultiplied else "straight") if "A" in info.channels else "none"
+    print(f"  colourspace: {info.colorspace}; alpha: {alpha}; pixel aspect: {info.pixel_aspect:g}")
+    if info.missing:
+        print(f"  missing frames: {_ranges(info.missing)}")
+    if info.tags:
+        print("  " + ", ".join(f"{k}={v}" for k, v in info.tags.items()))
+    return 0
+
+
+def _ranges(numbers) -> str:
+    """1, 2, 3, 7 -> "1-3, 7"."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _io_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="IN", help="image, image sequence (shot.%%04d.exr, shot.####.exr) or video")
+    p.add_argument("output", metavar="OUT", help="image, image sequence or video (format from the extension)")
+    p.add_argument("--frames", type=frame_range, metavar="A-B", help="frames to render (default: all)")
+    p.add_argument("--input-colorspace", default="auto", metavar="NAME",
+                   help="colourspace of IN (default: from its metadata or format)")
+    p.add_argument("--colorspace", default="auto", metavar="NAME",
+                   help="colourspace to write (default: IN's, where OUT's format can store it)")
+    p.add_argument("--codec", default="auto", choices=("auto", "h264", "h265", "prores", "prores4444", "ffv1"),
+                   help="video codec (default: from OUT's extension)")
+    p.add_argument("--bit-depth", type=int, default=0, metavar="BITS", help="video bits per sample")
+    p.add_argument("--dtype", default="auto", choices=("auto", "uint8", "uint10", "uint16", "half", "float"),
+                   help="image sample type (default: the format's usual one)")
+    p.add_argument("--quality", type=int, default=0, metavar="CRF", help="video quality (CRF; default: the codec's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clarifx", description="Restore footage: upscale, denoise, repair.")
     parser.add_argument("--version", action="version", version=f"clarifx {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the main job on the bundled sample and report the measured gain")
-    demo.add_argument("--out", default="clarifx-demo", help="folder for the results (default: %(default)s)")
-    demo.set_defaults(run=_demo)
+    p = commands.add_parser("upscale", help="enlarge footage by 2, 3 or 4")
+    _io_arguments(p)
+    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
+    p.add_argument("--model", default="lanczos", choices=("lanczos", "bicubic"),
+                   help="upscaler (default: %(default)s; learned models come with the model registry)")
+    p.set_defaults(run=_upscale)
+
+    p = commands.add_parser("convert", help="re-encode footage: format, codec, colourspace")
+    _io_arguments(p)
+    p.set_defaults(run=_convert)
+
+    p = commands.add_parser("render", help="render a saved node graph")
+    p.add_argument("graph", metavar="GRAPH.json")
+    p.add_argument("--frames", type=frame_range, metavar="A-B", help="frames to render (default: all)")
+    p.add_argument("--write", action="append", default=[], metavar="NODE",
+                   help="render only this Write node (repeatable; default: every Write node)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(run=_render)
+
+    p = commands.add_parser("info", help="what an image, sequence or video holds")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=_info)
+
+    p = commands.add_parser("demo", help="run the main job on the bundled sample and report the measured gain")
+    p.add_argument("--out", default="clarifx-demo", help="folder for the results (default: %(default)s)")
+    p.set_defaults(run=_demo)
     return parser
 
 
@@ -32,16 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("clarifx: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"clarifx: {e or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`clarifx demo | head`): stop quietly, like other tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit flush
         return 141
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, KeyError) as e:
         if args.debug:
             raise
-        print(f"clarifx: error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"clarifx: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -1,0 +1,97 @@
+"""One entry point for footage: a path names a still image, an image sequence or a video.
+
+`open_source(path)` and `open_sink(path, ...)` pick the reader or writer (imageio / sequence / video);
+everything else in clarifx goes through them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from . import frame as F
+from .frame import ClipInfo, FootageError
+from .imageio import IMAGE_EXTENSIONS
+from .sequence import ImageSink, ImageSource, SequencePattern, SequenceSink, SequenceSource
+from .video import VIDEO_EXTENSIONS, VideoSink, VideoSource
+
+# FFmpeg colour tags for the colourspaces clarifx writes into video.
+_VIDEO_TAGS = {
+    F.REC709: {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"},
+    F.SRGB: {"color_primaries": "bt709", "color_trc": "iec61966-2-1", "colorspace": "bt709"},
+    F.PQ_REC2020: {"color_primaries": "bt2020", "color_trc": "smpte2084", "colorspace": "bt2020nc"},
+}
+
+
+def kind_of(path: str | os.PathLike) -> str:
+    """"sequence", "video" or "image", from the name alone."""
+    text = str(path)
+    if SequencePattern.parse(text) is not None:
+        return "sequence"
+    if Path(text).suffix.lower() in VIDEO_EXTENSIONS:
+        return "video"
+    return "image"
+
+
+def open_source(path: str | os.PathLike):
+    """A reader with `.info` (ClipInfo) and `.read(number) -> Frame`; close it (or use `with`)."""
+    kind = kind_of(path)
+    if kind == "sequence":
+        return SequenceSource(str(path))
+    if not Path(path).exists():
+        raise FootageError(f"{path}: no such file")
+    if kind == "video":
+        return VideoSource(path)
+    return ImageSource(path)
+
+
+def probe(path: str | os.PathLike) -> ClipInfo:
+    with open_source(path) as source:
+        return source.info
+
+
+def output_colorspace(path: str | os.PathLike, colorspace: str, *, float_storage: bool) -> str:
+    """The colourspace to store `colorspace` frames in at `path`: kept where the format can hold it,
+    else the format's usual encoding (scene-linear light cannot go into 8/10/16-bit video or images)."""
+    from . import colour
+
+    kind = kind_of(path)
+    name = colour.canonical(colorspace)
+    if kind == "video":
+        return name if name in _VIDEO_TAGS else F.REC709
+    if float_storage or colour.is_data(name) or not colour.is_scene_linear(name):
+        return name
+    return F.REC709 if Path(str(path)).suffix.lower() == ".dpx" else F.SRGB
+
+
+def video_tags(colorspace: str) -> dict[str, str]:
+    """FFmpeg colour tags that say `colorspace` (one of those output_colorspace picks for video)."""
+    return dict(_VIDEO_TAGS[colorspace])
+
+
+def open_sink(path: str | os.PathLike, *, fps=None, codec=None, bit_depth=None, dtype=None, compression=None,
+              tags=None, hdr10=None, quality=None):
+    """A writer with `.write(frame)`, `.close()` (commit) and `.abort()`; sequences also `.is_complete(...)`."""
+    kind = kind_of(path)
+    if kind == "video":
+        return VideoSink(path, fps=fps, codec=codec, bit_depth=bit_depth, tags=tags, hdr10=hdr10, quality=quality)
+    if kind == "sequence":
+        return SequenceSink(str(path), dtype=dtype, compression=compression)
+    if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
+        known = " ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+        raise ValueError(f"{path}: unknown output format '{Path(path).suffix}' (known: {known})")
+    return ImageSink(path, dtype=dtype, compression=compression)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` so that it appears complete or not at all."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

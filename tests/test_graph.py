@@ -421,3 +421,28 @@ def test_cli_errors_are_one_line(tmp_path, exr_sequence):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("clarifx: error:"), (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_hdr10_video_written_from_a_graph_keeps_its_metadata_through_a_convert(tmp_path, exr_sequence):
+    from clarifx.footage import probe
+    from clarifx.frame import PQ_REC2020
+
+    display = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+    g = clarifx.Graph()
+    g.create("Write", g.create("Read", file=str(exr_sequence)), file=str(tmp_path / "hdr.mp4"), codec="h265",
+             colorspace="rec2100_pq_display", mastering_display=display, max_cll=1000, max_fall=400)
+    g.render(frames=(1, 3), progress=False)
+    info = probe(tmp_path / "hdr.mp4")
+    assert info.colorspace == PQ_REC2020 and info.tags["bit_depth"] == 10
+    assert info.tags["hdr10"] == {"mastering_display": display, "max_cll": 1000, "max_fall": 400}
+    r = _cli("convert", tmp_path / "hdr.mp4", tmp_path / "again.mp4", "--codec", "h265", "--quiet")
+    assert r.returncode == 0, r.stderr
+    again = probe(tmp_path / "again.mp4")
+    assert again.colorspace == PQ_REC2020 and again.tags["hdr10"] == info.tags["hdr10"]
+
+
+def test_rendering_shows_progress_with_rate_and_time_left(tmp_path, exr_sequence, capsys):
+    _resize_graph(exr_sequence, tmp_path / "out.%04d.exr").render(progress=True)
+    err = capsys.readouterr().err
+    assert "Write1" in err and "6/6" in err and "frame/s" in err or "s/frame" in err
+    assert "<" in err  # elapsed<remaining

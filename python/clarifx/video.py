@@ -588,7 +588,12 @@ class VideoSink:
         self._tag_codes = {key: next(code for code, v in _TAGS[key].items() if v == name)
                            for key, name in tags.items()}
 
-        stream = self._container.add_stream(self._encoder, rate=self.fps, options=self._options)
+        options = dict(self._options)
+        if self._encoder == "libx264" and width * height > 1920 * 1080:
+            # x264's default 40-frame lookahead alone holds about 1 GB at 3840x2160; 10 frames of
+            # lookahead keep its rate control and about half that memory.
+            options["rc-lookahead"] = "10"
+        stream = self._container.add_stream(self._encoder, rate=self.fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         cc = stream.codec_context
         cc.time_base = 1 / self.fps
@@ -611,19 +616,24 @@ class VideoSink:
             height, width = self._size
             kr, kb = self._weights
             r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-            y = kr * r + (1.0 - kr - kb) * g + kb * b
+            # In-place arithmetic: at 3840x2160 every temporary plane is 33 MB.
+            y = r * np.float32(kr)
+            y += g * np.float32(1.0 - kr - kb)
+            y += b * np.float32(kb)
             fx, fy = width // fmt.chroma_width(width), height // fmt.chroma_height(height)
-            cb = _chroma_down((b - y) / (2 * (1 - kb)), fx, fy)
-            cr = _chroma_down((r - y) / (2 * (1 - kr)), fx, fy)
+            cb = _chroma_down(np.subtract(b, y, out=b) / np.float32(2 * (1 - kb)), fx, fy)
+            cr = _chroma_down(np.subtract(r, y, out=r) / np.float32(2 * (1 - kr)), fx, fy)
             bits = fmt.components[0].bits
             y0, ys, c0, cs = _code_scale(bits, self._full)
             top = (1 << bits) - 1
-            values = [y0 + ys * y, c0 + cs * cb, c0 + cs * cr]
+            values = [(y, y0, ys), (cb, c0, cs), (cr, c0, cs)]
             if alpha is not None:
-                values.append(alpha * top)
+                values.append((alpha, 0.0, top))
             vf = av.VideoFrame(width, height, pix_fmt)
-            for comp, value in zip(fmt.components, values):
-                _plane(vf, comp)[...] = np.clip(np.rint(value), 0, top)
+            for comp, (value, offset, scale) in zip(fmt.components, values):
+                value *= np.float32(scale)
+                value += np.float32(offset)
+                _plane(vf, comp)[...] = np.clip(np.rint(value, out=value), 0, top, out=value)
         for key, code in self._tag_codes.items():
             setattr(vf, key, code)
         return vf

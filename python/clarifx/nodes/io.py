@@ -11,13 +11,14 @@ from pathlib import Path
 
 from .. import colour
 from ..footage import atomic_write_text, kind_of, open_sink, open_source, output_colorspace, video_tags
+from ..frame import PQ_REC2020
 from .base import NodeType, Param, Want, register
 
 
 class Prefetcher:
     """Reads frames in a known order on a background thread, a few ahead of the renderer."""
 
-    def __init__(self, read, order: list[int], depth: int = 3):
+    def __init__(self, read, order: list[int], depth: int = 2):
         self._read = read
         self._order = list(order)
         self._next = 0
@@ -182,8 +183,10 @@ class Write(NodeType):
                              "write a sequence (out.%04d.png) or a video")
         hdr10 = None
         if params["mastering_display"] or params["max_cll"] or params["max_fall"]:
-            hdr10 = {"mastering_display": params["mastering_display"] or None,
+            hdr10 = {"mastering_display": params["mastering_display"],
                      "max_cll": params["max_cll"], "max_fall": params["max_fall"]}
+        elif params["codec"] == "h265" and clip.colorspace == PQ_REC2020:
+            hdr10 = clip.tags.get("hdr10")  # an HDR10 source keeps its static metadata
         auto = lambda key: None if params[key] in ("auto", 0) else params[key]  # noqa: E731
         self._sink = open_sink(file, fps=Fraction(params["fps"] or clip.fps or 24).limit_denominator(100000),
                                codec=auto("codec"), bit_depth=auto("bit_depth"), dtype=auto("dtype"),
@@ -192,7 +195,8 @@ class Write(NodeType):
         if kind == "sequence":
             todo = self._resume(file, clip, frames, fingerprint)
         self._error = None
-        self._queue = queue.Queue(maxsize=2)
+        self._queue = queue.Queue(maxsize=1)
+        self._taken = threading.Semaphore(0)
         self._thread = threading.Thread(target=self._drain, name="clarifx-write", daemon=True)
         self._thread.start()
         return todo
@@ -213,6 +217,7 @@ class Write(NodeType):
     def _drain(self) -> None:
         while True:
             frame = self._queue.get()
+            self._taken.release()
             if frame is None or self._error is not None:
                 return
             try:
@@ -220,24 +225,28 @@ class Write(NodeType):
             except BaseException as e:
                 self._error = e
 
+    def _hand_over(self, item) -> None:
+        """Give `item` to the writer thread and wait until it takes it: one frame is written while the
+        next is rendered, and no third one waits in between (at 3840x2160 each is 100 MB)."""
+        self._queue.put(item)  # the slot is free: the previous item was taken
+        while not self._taken.acquire(timeout=0.1):
+            if not self._thread.is_alive():
+                return
+
     def render(self, params, t, inputs):
         frame = inputs[0][t]
         if kind_of(params["file"]) == "video" and not colour.is_data(frame.colorspace):
             tags = video_tags(frame.colorspace)
             if frame.tags.get("color_trc") != tags["color_trc"]:  # re-encoded: say what it is now
                 frame = frame.replace(tags={**frame.tags, **tags, "color_range": "tv"})
-        while True:
-            if self._error is not None:
-                raise self._error
-            try:
-                self._queue.put(frame, timeout=0.1)
-                return frame
-            except queue.Full:
-                continue
+        if self._error is not None:
+            raise self._error
+        self._hand_over(frame)
+        return frame
 
     def finish(self) -> None:
-        """Write what is queued and complete the output."""
-        self._queue.put(None)
+        """Write the last frame and complete the output."""
+        self._hand_over(None)
         self._thread.join()
         self._thread = None
         if self._error is not None:
@@ -249,13 +258,8 @@ class Write(NodeType):
         """Stop: frames already rendered are still written (sequences keep them, so a re-run resumes after
         them); an unfinished video is removed whole."""
         if self._thread is not None:
-            while self._thread.is_alive():
-                try:
-                    self._queue.put(None, timeout=0.1)
-                    break
-                except queue.Full:  # the writer failed and stopped taking frames
-                    if self._error is not None:
-                        self._queue.get_nowait()
+            if self._thread.is_alive():
+                self._hand_over(None)
             self._thread.join()
             self._thread = None
         if self._sink is not None:

@@ -444,5 +444,5 @@ def test_hdr10_video_written_from_a_graph_keeps_its_metadata_through_a_convert(t
 def test_rendering_shows_progress_with_rate_and_time_left(tmp_path, exr_sequence, capsys):
     _resize_graph(exr_sequence, tmp_path / "out.%04d.exr").render(progress=True)
     err = capsys.readouterr().err
-    assert "Write1" in err and "6/6" in err and "frame/s" in err or "s/frame" in err
+    assert "Write1" in err and "6/6" in err and ("frame/s" in err or "s/frame" in err)
     assert "<" in err  # elapsed<remaining

@@ -446,3 +446,17 @@ def test_rendering_shows_progress_with_rate_and_time_left(tmp_path, exr_sequence
     err = capsys.readouterr().err
     assert "Write1" in err and "6/6" in err and ("frame/s" in err or "s/frame" in err)
     assert "<" in err  # elapsed<remaining
+
+
+def test_grey_footage_becomes_rgb_and_reaches_video(tmp_path):
+    rng = np.random.default_rng(5)
+    for n in range(1, 4):
+        write_image(tmp_path / f"g.{n:04d}.png", rng.random((32, 48, 1), dtype=np.float32))
+    r = _cli("convert", tmp_path / "g.%04d.png", tmp_path / "g.mkv", "--quiet")
+    assert r.returncode == 0, r.stderr
+    with clarifx.footage.open_source(tmp_path / "g.mkv") as video:
+        frame = video.read(2)
+    grey = read_image(tmp_path / "g.0002.png")
+    assert frame.channels == ("R", "G", "B")
+    for c in range(3):  # FFV1 is lossless: the same grey in every channel
+        np.testing.assert_allclose(frame.pixels[:, :, c], grey[:, :, 0], atol=2e-5)

@@ -58,15 +58,18 @@ def output_colorspace(path: str | os.PathLike, colorspace: str, *, float_storage
 
     kind = kind_of(path)
     name = colour.canonical(colorspace)
-    if kind == "video":
-        return name if name in _VIDEO_TAGS else F.REC709
+    if kind == "video":  # video players expect BT.709 or, for HDR, PQ
+        return name if name in (F.REC709, F.PQ_REC2020) else F.REC709
     if float_storage or colour.is_data(name) or not colour.is_scene_linear(name):
         return name
     return F.REC709 if Path(str(path)).suffix.lower() == ".dpx" else F.SRGB
 
 
 def video_tags(colorspace: str) -> dict[str, str]:
-    """FFmpeg colour tags that say `colorspace` (one of those output_colorspace picks for video)."""
+    """FFmpeg colour tags that say `colorspace`; ValueError for colourspaces video cannot be tagged with."""
+    if colorspace not in _VIDEO_TAGS:
+        raise ValueError(f"colourspace '{colorspace}' cannot be tagged in a video; "
+                         f"use one of: {', '.join(_VIDEO_TAGS)}")
     return dict(_VIDEO_TAGS[colorspace])
 
 

@@ -9,9 +9,11 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 from .. import colour
 from ..footage import atomic_write_text, kind_of, open_sink, open_source, output_colorspace, video_tags
-from ..frame import PQ_REC2020
+from ..frame import PQ_REC2020, Frame
 from .base import NodeType, Param, Want, register
 
 
@@ -95,8 +97,14 @@ class Read(NodeType):
         return self._source
 
     def _interpret(self, params, x):
-        """ClipInfo or Frame `x` with the colourspace / alpha state the user says the file has."""
+        """ClipInfo or Frame `x` with the colourspace / alpha state the user says the file has, and grey
+        footage as RGB (every node and video codec downstream expects colour channels)."""
         changes = {}
+        if x.channels[:1] == ("Y",) and x.channels[1:] in ((), ("A",)):
+            changes["channels"] = ("R", "G", "B") + x.channels[1:]
+            if isinstance(x, Frame):
+                y = x.pixels[:, :, :1]
+                changes["pixels"] = np.concatenate([y, y, y, x.pixels[:, :, 1:]], axis=2)
         if params["colorspace"] != "auto":
             changes["colorspace"] = colour.canonical(params["colorspace"])
         if params["alpha"] != "auto":
@@ -170,6 +178,8 @@ class Write(NodeType):
         space = params["colorspace"]
         if space == "auto":
             space = output_colorspace(params["file"], clip.colorspace, float_storage=self._float_storage(params))
+        elif kind_of(params["file"]) == "video":
+            video_tags(colour.canonical(space))  # refuses, early, what a video cannot be tagged with
         # Video stores straight alpha (ProRes 4444); image formats take premultiplied frames.
         return Want(colorspace=space, premultiplied=kind_of(params["file"]) != "video")
 

@@ -456,7 +456,10 @@ def test_grey_footage_becomes_rgb_and_reaches_video(tmp_path):
     assert r.returncode == 0, r.stderr
     with clarifx.footage.open_source(tmp_path / "g.mkv") as video:
         frame = video.read(2)
+    from clarifx.frame import REC709
+
     grey = read_image(tmp_path / "g.0002.png")
-    assert frame.channels == ("R", "G", "B")
-    for c in range(3):  # FFV1 is lossless: the same grey in every channel
-        np.testing.assert_allclose(frame.pixels[:, :, c], grey[:, :, 0], atol=2e-5)
+    expected = colour.convert(clarifx.Frame(np.repeat(grey, 3, axis=2), ("R", "G", "B"), SRGB), REC709).pixels
+    assert frame.channels == ("R", "G", "B") and frame.colorspace == REC709
+    for c in range(3):  # FFV1 is lossless: the same grey in every channel, re-encoded for video
+        np.testing.assert_allclose(frame.pixels[:, :, c], expected[:, :, 0], atol=2e-5)

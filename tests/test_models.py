@@ -1,0 +1,94 @@
+"""The model registry, `clarifx models`, and the SuperResolution node with an imported model."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import clarifx
+from clarifx import cli, kernels, models
+from clarifx.imageio import read_image, write_image
+from clarifx.metrics import psnr_y
+
+MODELS = Path(os.environ.get("CLARIFX_DATA", Path.home() / ".cache/clarifx-data")) / "models"
+
+
+def test_models_list_shows_every_card(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLARIFX_MODELS", str(tmp_path))
+    assert cli.main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    for name, c in models.CARDS.items():
+        line = next(row for row in out.splitlines() if row.startswith(name + " "))
+        assert c.licence in line and "(not installed)" in line and str(c.scale) in line
+
+
+def test_unknown_and_uninstalled_models_are_one_line_errors(tmp_path):
+    write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.float32))
+    env = {**os.environ, "CLARIFX_MODELS": str(tmp_path / "none")}
+    for model, scale, message in (("nope", 2, "unknown model 'nope'"),
+                                  ("realesrgan-x4plus", 2, "upscales by 4, not 2"),
+                                  ("waifu2x-photo-x2", 2, "is not installed")):
+        r = subprocess.run([sys.executable, "-m", "clarifx.cli", "upscale", str(tmp_path / "a.png"),
+                            str(tmp_path / "b.png"), "--scale", str(scale), "--model", model],
+                           capture_output=True, text=True, env=env)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and message in lines[0], r.stderr
+    r = subprocess.run([sys.executable, "-m", "clarifx.cli", "models", "install", "waifu2x-photo-x2", "--from",
+                        str(tmp_path)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "scale2.0x_model.param: not found" in r.stderr
+
+
+@pytest.fixture
+def waifu2x(tmp_path, monkeypatch):
+    folder = MODELS / "waifu2x-photo"
+    if not (folder / "scale2.0x_model.param").exists():
+        pytest.skip(f"{folder} is missing (run ../shared/scripts/fetch-data)")
+    monkeypatch.setenv("CLARIFX_MODELS", str(tmp_path / "models"))
+    assert cli.main(["models", "install", "waifu2x-photo-x2", "--from", str(folder)]) == 0
+    return models.load("waifu2x-photo-x2")
+
+
+def _photo_pair(tmp_path):
+    """HR: a real photo crop; LR: its antialiased bicubic reduction by 2, stored as 16-bit sRGB PNG."""
+    from skimage import data
+
+    hr = (data.astronaut()[40:136, 180:276] / 255.0).astype(np.float32)
+    lr = np.clip(kernels.resample(hr, (48, 48), filter="bicubic"), 0, 1)
+    write_image(tmp_path / "lr.png", lr, dtype="uint16")
+    return hr, read_image(tmp_path / "lr.png")
+
+
+def test_an_imported_model_restores_more_than_lanczos(tmp_path, waifu2x):
+    hr, _ = _photo_pair(tmp_path)
+    row = next(m for m in models.list_models() if m["name"] == "waifu2x-photo-x2")
+    assert row["installed"] and row["parameters"] > 100_000
+    for model in ("waifu2x-photo-x2", "lanczos"):
+        assert cli.main(["upscale", str(tmp_path / "lr.png"), str(tmp_path / f"{model}.png"), "--scale", "2",
+                         "--model", model, "--dtype", "uint16", "--quiet"]) == 0
+    learned = psnr_y(read_image(tmp_path / "waifu2x-photo-x2.png")[2:-2, 2:-2], hr[2:-2, 2:-2])
+    lanczos = psnr_y(read_image(tmp_path / "lanczos.png")[2:-2, 2:-2], hr[2:-2, 2:-2])
+    assert learned > lanczos + 0.5, (learned, lanczos)
+
+
+def test_the_node_runs_the_model_as_is_tiled_or_not(tmp_path, waifu2x):
+    import torch
+
+    from clarifx.models.tiling import run_tiled
+
+    _, lr = _photo_pair(tmp_path)
+    g = clarifx.Graph()
+    r = g.create("Read", file=str(tmp_path / "lr.png"))
+    g.create("Write", g.create("SuperResolution", r, model="waifu2x-photo-x2"), file=str(tmp_path / "w.exr"),
+             dtype="float")
+    g.create("Write", g.create("SuperResolution", r, model="waifu2x-photo-x2", tile=20),
+             file=str(tmp_path / "t.exr"), dtype="float")
+    g.render(progress=False)
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None]
+    expected = run_tiled(waifu2x, x, scale=2, tile=None, overlap=0, border=waifu2x.border)[0].permute(1, 2, 0)
+    whole, tiled = read_image(tmp_path / "w.exr"), read_image(tmp_path / "t.exr")
+    assert whole.shape == (96, 96, 3)
+    np.testing.assert_allclose(whole, expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(tiled, whole, atol=1e-3)

@@ -162,7 +162,7 @@ def test_premultiplied_alpha_round_trips_through_straight_alpha_formats(tmp_path
 def test_straight_alpha_frames_read_back_premultiplied(tmp_path, ext):
     straight = straight_rgba()
     frame = Frame(straight, ("R", "G", "B", "A"), fr.SRGB, premultiplied=False)
-    got = read_frame(write_frame(tmp_path / f"a{ext}", frame))
+    got = read_frame(write_frame(tmp_path / f"a{ext}", frame, dtype="uint16" if ext == ".dpx" else None))
     expected = premultiplied(straight)
     if ext == ".jpg":   # no alpha: the colour as composited over black
         assert got.channels == ("R", "G", "B")
@@ -178,7 +178,9 @@ def test_formats_without_extra_channels_keep_colour_and_alpha(tmp_path):
     pixels = np.concatenate([rgba, np.full((48, 64, 1), 7.0, np.float32)], axis=2)
     frame = Frame(pixels, ("R", "G", "B", "A", "Z"), fr.SRGB)
     assert read_frame(write_frame(tmp_path / "a.png", frame)).channels == ("R", "G", "B", "A")
-    assert read_frame(write_frame(tmp_path / "a.dpx", frame)).channels == ("R", "G", "B", "A")
+    assert read_frame(write_frame(tmp_path / "a.dpx", frame, dtype="uint16")).channels == ("R", "G", "B", "A")
+    with pytest.raises(ValueError, match="10-bit RGBA DPX"):
+        write_frame(tmp_path / "b.dpx", frame)
     assert read_frame(write_frame(tmp_path / "a.jpg", frame)).channels == ("R", "G", "B")
 
 
@@ -381,7 +383,8 @@ result = {}
 for name in sys.argv[1:]:
     write = imageio.write_frame if name.endswith(".jpg") else disk_full(imageio.write_frame)
     try:
-        write(name, Frame(pixels, ("R", "G", "B", "A"), "Raw"))
+        rgba = not name.endswith(".dpx")  # 10-bit DPX is written without alpha
+        write(name, Frame(pixels if rgba else pixels[..., :3], ("R", "G", "B", "A")[:4 if rgba else 3], "Raw"))
         result[name] = "written"
     except imageio.ImageIOError as e:
         result[name] = str(e)

@@ -81,10 +81,9 @@ def test_the_node_runs_the_model_as_is_tiled_or_not(tmp_path, waifu2x):
     _, lr = _photo_pair(tmp_path)
     g = clarifx.Graph()
     r = g.create("Read", file=str(tmp_path / "lr.png"))
-    g.create("Write", g.create("SuperResolution", r, model="waifu2x-photo-x2"), file=str(tmp_path / "w.exr"),
-             dtype="float")
-    g.create("Write", g.create("SuperResolution", r, model="waifu2x-photo-x2", tile=20),
-             file=str(tmp_path / "t.exr"), dtype="float")
+    for name, tile in (("w.exr", 0), ("t.exr", 20)):  # written as the model made it: sRGB-encoded float
+        g.create("Write", g.create("SuperResolution", r, model="waifu2x-photo-x2", tile=tile),
+                 file=str(tmp_path / name), dtype="float", colorspace="srgb_tx")
     g.render(progress=False)
     x = torch.from_numpy(lr).permute(2, 0, 1)[None]
     expected = run_tiled(waifu2x, x, scale=2, tile=None, overlap=0, border=waifu2x.border)[0].permute(1, 2, 0)
@@ -92,3 +91,35 @@ def test_the_node_runs_the_model_as_is_tiled_or_not(tmp_path, waifu2x):
     assert whole.shape == (96, 96, 3)
     np.testing.assert_allclose(whole, expected.numpy(), atol=1e-6)
     np.testing.assert_allclose(tiled, whole, atol=1e-3)
+
+
+def test_forensic_mode_reduces_back_to_the_input_and_records_provenance(tmp_path, waifu2x):
+    import hashlib
+
+    from clarifx.footage import probe
+
+    _, lr = _photo_pair(tmp_path)
+    write_image(tmp_path / "lr.exr", lr, dtype="float")  # float in and out: the constraint is not quantised
+    for out in ("f.exr", "f.mkv"):
+        assert cli.main(["upscale", str(tmp_path / "lr.exr"), str(tmp_path / out), "--scale", "2", "--model",
+                         "waifu2x-photo-x2", "--mode", "forensic", "--quiet"] + (["--dtype", "float"] if
+                                                                                   out.endswith("exr") else [])) == 0
+    sr = read_image(tmp_path / "f.exr")
+    from clarifx import colour
+    from clarifx.frame import LINEAR, SRGB
+
+    # The model worked in sRGB; the constraint holds there (the EXR is linear, as EXRs are).
+    assert probe(tmp_path / "f.exr").colorspace == LINEAR
+    sr_srgb = colour.convert(clarifx.Frame(sr.copy(), ("R", "G", "B"), LINEAR), SRGB).pixels
+    lr_srgb = colour.convert(clarifx.Frame(lr.copy(), ("R", "G", "B"), LINEAR), SRGB).pixels
+    rms = np.sqrt(np.mean((kernels.resample(sr_srgb, lr.shape[:2], filter="bicubic") - lr_srgb) ** 2))
+    assert rms <= 0.5 / 255
+    restored = tmp_path / "r.exr"
+    assert cli.main(["upscale", str(tmp_path / "lr.exr"), str(restored), "--scale", "2", "--model",
+                     "waifu2x-photo-x2", "--dtype", "float", "--quiet"]) == 0
+    assert not np.allclose(read_image(restored), sr, atol=1e-3)  # forensic mode changed something
+    sha = hashlib.sha256(models.installed_path("waifu2x-photo-x2").read_bytes()).hexdigest()
+    for out in ("f.exr", "f.mkv"):
+        tags = probe(tmp_path / out).tags
+        assert tags["clarifx:model"] == "waifu2x-photo-x2" and tags["clarifx:weights_sha256"] == sha
+        assert tags["clarifx:mode"] == "forensic" and tags["clarifx:version"] == clarifx.__version__

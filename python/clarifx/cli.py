@@ -68,12 +68,14 @@ def _pipeline(args, *middle: tuple[str, dict]) -> int:
 
 def _upscale(args) -> int:
     if args.model in ("lanczos", "bicubic"):
+        if args.mode == "forensic":
+            raise ValueError("--mode forensic needs a learned --model (a resampler invents nothing to remove)")
         return _pipeline(args, ("Resize", {"scale": float(args.scale), "filter": args.model}))
     from . import models
 
     if models.card(args.model).scale != args.scale:
         raise ValueError(f"--model {args.model} upscales by {models.card(args.model).scale}, not {args.scale}")
-    return _pipeline(args, ("SuperResolution", {"model": args.model, "tile": args.tile}))
+    return _pipeline(args, ("SuperResolution", {"model": args.model, "tile": args.tile, "mode": args.mode}))
 
 
 def _models(args) -> int:
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="lanczos", metavar="NAME",
                    help="lanczos, bicubic, or an installed model (clarifx models list); default: %(default)s")
     p.add_argument("--tile", type=int, default=0, metavar="PX", help="model tile size in pixels (0: automatic)")
+    p.add_argument("--mode", default="restore", choices=("restore", "forensic"),
+                   help="forensic: output that reduces (bicubic) exactly to IN, with provenance in its metadata")
     p.set_defaults(run=_upscale)
 
     p = commands.add_parser("models", help="list or install restoration models")

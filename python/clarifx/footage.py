@@ -52,15 +52,20 @@ def probe(path: str | os.PathLike) -> ClipInfo:
 
 
 def output_colorspace(path: str | os.PathLike, colorspace: str, *, float_storage: bool) -> str:
-    """The colourspace to store `colorspace` frames in at `path`: kept where the format can hold it,
-    else the format's usual encoding (scene-linear light cannot go into 8/10/16-bit video or images)."""
+    """The colourspace to store `colorspace` frames in at `path`, by the formats' conventions: float
+    images hold scene-linear light (as EXR expects), integer images and video an encoding made for
+    display (sRGB; BT.709 for DPX and video, PQ kept for HDR video). Data is never converted."""
     from . import colour
 
     kind = kind_of(path)
     name = colour.canonical(colorspace)
-    if kind == "video":  # video players expect BT.709 or, for HDR, PQ
+    if colour.is_data(name):
+        return name
+    if kind == "video":
         return name if name in (F.REC709, F.PQ_REC2020) else F.REC709
-    if float_storage or colour.is_data(name) or not colour.is_scene_linear(name):
+    if float_storage:
+        return name if colour.is_scene_linear(name) else F.LINEAR
+    if not colour.is_scene_linear(name):
         return name
     return F.REC709 if Path(str(path)).suffix.lower() == ".dpx" else F.SRGB
 

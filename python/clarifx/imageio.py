@@ -112,6 +112,7 @@ def _info(path: Path, inp) -> ClipInfo:
         channels=tuple(spec.channelnames), first=1, last=1, colorspace=colorspace,
         premultiplied=True, pixel_aspect=spec.get_float_attribute("PixelAspectRatio", 1.0),
         format=f"{fmt} {dtype}",
+        tags={a.name: a.value for a in spec.extra_attribs if a.name.startswith("clarifx:")},
     )
 
 
@@ -219,6 +220,10 @@ def write_frame(path: str | os.PathLike, frame: Frame, *, dtype: str | None = No
     channels = stored_channels(path, frame.channels)
     if not channels:
         raise ValueError(f"frame: no channel of {frame.channels} can be stored in {ext}")
+    if dtype == "uint10" and len(channels) == 4:
+        # OpenImageIO 3.2 packs 10-bit RGBA DPX with garbage in some alpha samples (seen at row ends).
+        raise ValueError(f"dtype=uint10: {path}: 10-bit RGBA DPX is not written reliably by OpenImageIO; "
+                         "use dtype uint16 for DPX with alpha")
     pixels = _prepare(pixels, frame, channels, ext, dtype)
 
     spec = oiio.ImageSpec(frame.width, frame.height, len(channels), "uint16" if dtype == "uint10" else dtype)
@@ -230,6 +235,9 @@ def write_frame(path: str | os.PathLike, frame: Frame, *, dtype: str | None = No
         spec.attribute("oiio:UnassociatedAlpha", 1)   # _prepare made it straight; OIIO must not touch it
     spec.attribute("PixelAspectRatio", float(frame.pixel_aspect))
     spec.attribute("oiio:ColorSpace", frame.colorspace)
+    for key, value in frame.tags.items():  # provenance ("clarifx:model", ...) travels in the file's metadata
+        if key.startswith("clarifx:"):
+            spec.attribute(key, str(value))
     if ext in (".tif", ".tiff"):
         # OIIO sets 1 (sRGB) itself where it applies; without any Exif tag, OIIO 3.2 fails to write an
         # empty Exif directory and reports an error although the image is whole.

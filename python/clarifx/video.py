@@ -244,6 +244,8 @@ class VideoSource:
         self._ahead = (1, first)
 
         tags |= {"codec": cc.name, "pix_fmt": fmt.name, "bit_depth": max(c.bits for c in fmt.components)}
+        # Provenance; Matroska stores tag names upper-cased.
+        tags |= {k.lower(): v for k, v in self._container.metadata.items() if k.lower().startswith("clarifx:")}
         hdr10 = _hdr10(first)
         if hdr10:
             tags["hdr10"] = hdr10
@@ -541,7 +543,8 @@ class VideoSink:
         os.close(fd)
         try:
             # moov atom first: a cut-short copy still opens, and players can start before the end
-            movflags = {"movflags": "+faststart"} if suffix in (".mp4", ".m4v", ".mov") else {}
+            # use_metadata_tags: MP4/QuickTime keep our own keys (provenance such as "clarifx:model").
+            movflags = {"movflags": "+faststart+use_metadata_tags"} if suffix in (".mp4", ".m4v", ".mov") else {}
             self._container = av.open(self._tmp, "w", options=movflags)
         except (av.FFmpegError, OSError) as e:
             Path(self._tmp).unlink(missing_ok=True)
@@ -594,6 +597,9 @@ class VideoSink:
             # lookahead keep its rate control and about half that memory.
             options["rc-lookahead"] = "10"
         stream = self._container.add_stream(self._encoder, rate=self.fps, options=options)
+        for key, value in frame.tags.items():  # provenance ("clarifx:model", ...) in the container
+            if key.startswith("clarifx:"):
+                self._container.metadata[key] = str(value)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         cc = stream.codec_context
         cc.time_base = 1 / self.fps

@@ -99,7 +99,8 @@ class Read(NodeType):
     def _interpret(self, params, x):
         """ClipInfo or Frame `x` with the colourspace / alpha state the user says the file has, and grey
         footage as RGB (every node and video codec downstream expects colour channels)."""
-        changes = {}
+        # Provenance describes the file it was written into, not what is made from it next.
+        changes = {"tags": {k: v for k, v in x.tags.items() if not k.startswith("clarifx:")}}
         if x.channels[:1] == ("Y",) and x.channels[1:] in ((), ("A",)):
             changes["channels"] = ("R", "G", "B") + x.channels[1:]
             if isinstance(x, Frame):
@@ -109,7 +110,7 @@ class Read(NodeType):
             changes["colorspace"] = colour.canonical(params["colorspace"])
         if params["alpha"] != "auto":
             changes["premultiplied"] = params["alpha"] == "premultiplied"
-        return dataclasses.replace(x, **changes) if changes else x
+        return dataclasses.replace(x, **changes)
 
     def clip(self, params, inputs):
         return self._interpret(params, self.source(params).info)

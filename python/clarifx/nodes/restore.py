@@ -29,6 +29,11 @@ class SuperResolution(NodeType):
         Param("model", "string", "waifu2x-photo-x2", "Installed model name (see `clarifx models list`)."),
         Param("tile", "int", 0, "Tile size in input pixels (0: chosen to keep the work under 1 GiB).",
               min=0, max=8192),
+        Param("mode", "choice", "restore", "'forensic': change the model's output as little as possible so "
+              "that reducing it with `kernel` gives back the input exactly, and record provenance in the "
+              "output's metadata.", choices=("restore", "forensic")),
+        Param("kernel", "choice", "bicubic", "Forensic mode: the reduction that made the input from the "
+              "scene (antialiased).", choices=("bicubic", "box", "bilinear", "lanczos3")),
     )
 
     def want(self, params, index, clip):
@@ -59,10 +64,19 @@ class SuperResolution(NodeType):
         h, w = frame.height * net.scale, frame.width * net.scale
         out = np.empty((h, w, len(frame.channels)), np.float32)
         out[:, :, colour] = up[0].permute(1, 2, 0).numpy()
+        tags = frame.tags
+        if params["mode"] == "forensic":
+            from .. import models
+            from ..models.forensic import project, provenance
+
+            lr = np.ascontiguousarray(frame.pixels[:, :, colour])
+            out[:, :, colour], rms = project(out[:, :, colour], lr, scale=net.scale, kernel=params["kernel"])
+            tags = {**tags, **provenance(params["model"], models.installed_path(params["model"]), params,
+                                         kernel=params["kernel"]), "clarifx:forensic_rms": f"{rms:.3g}"}
         rest = [i for i in range(len(frame.channels)) if i not in colour]
         if rest:
             out[:, :, rest] = kernels.resample(np.ascontiguousarray(frame.pixels[:, :, rest]), (h, w),
                                                filter="lanczos3")
         if frame.alpha_index is not None:
             np.clip(out[:, :, frame.alpha_index], 0.0, 1.0, out=out[:, :, frame.alpha_index])
-        return frame.replace(pixels=out)
+        return frame.replace(pixels=out, tags=tags)

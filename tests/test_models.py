@@ -22,7 +22,8 @@ def test_models_list_shows_every_card(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     for name, c in models.CARDS.items():
         line = next(row for row in out.splitlines() if row.startswith(name + " "))
-        assert c.licence in line and "(not installed)" in line and str(c.scale) in line
+        assert c.licence in line and str(c.scale) in line
+        assert ("(not installed)" in line) != c.embedded  # embedded models ship with clarifx
 
 
 def test_unknown_and_uninstalled_models_are_one_line_errors(tmp_path):
@@ -123,3 +124,17 @@ def test_forensic_mode_reduces_back_to_the_input_and_records_provenance(tmp_path
         tags = probe(tmp_path / out).tags
         assert tags["clarifx:model"] == "waifu2x-photo-x2" and tags["clarifx:weights_sha256"] == sha
         assert tags["clarifx:mode"] == "forensic" and tags["clarifx:version"] == clarifx.__version__
+
+
+def test_the_embedded_fast_model_ships_installed_and_beats_lanczos(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLARIFX_MODELS", str(tmp_path / "empty"))
+    row = next(m for m in models.list_models() if m["name"] == "fast-x2")
+    assert row["installed"] and 50_000 < row["parameters"] <= 100_000 and "trained here" in row["origin"]
+    assert models.install("fast-x2") == models.installed_path("fast-x2")  # nothing to convert
+    hr, _ = _photo_pair(tmp_path)
+    for model in ("fast-x2", "lanczos"):
+        assert cli.main(["upscale", str(tmp_path / "lr.png"), str(tmp_path / f"{model}.png"), "--scale", "2",
+                         "--model", model, "--dtype", "uint16", "--quiet"]) == 0
+    learned = psnr_y(read_image(tmp_path / "fast-x2.png")[2:-2, 2:-2], hr[2:-2, 2:-2])
+    lanczos = psnr_y(read_image(tmp_path / "lanczos.png")[2:-2, 2:-2], hr[2:-2, 2:-2])
+    assert learned > lanczos + 0.5, (learned, lanczos)

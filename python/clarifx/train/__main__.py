@@ -1,0 +1,405 @@
+"""``python -m clarifx.train CONFIG.json [--out DIR] [--steps N] [--time-limit S]``
+
+Seeded trainer for the embedded default SR models. Data: real photos (``photos/train`` from
+``shared/scripts/fetch-data``; ``photos/misc`` is the team's evaluation set and is only ever
+read by the final evaluation, never sampled for training). Each training photo is area-downscaled
+by a seeded random factor in ``hr_scale_range`` (default [1/2, 1]) to remove JPEG artefacts; HR
+crops with random flips / 90-degree rotations are cut from those; LR = antialiased bicubic
+downscale of the HR crop by ``scale`` (torch ``interpolate(antialias=True)``, identical to
+``clarifx.kernels.resample(filter="bicubic")``), optionally followed by light degradations from
+``clarifx.train.degrade`` when the config has a ``degrade`` dict. L1 loss, Adam, cosine schedule,
+periodic validation PSNR (BT.601 Y, ``scale``-pixel border shaved) on fixed crops of held-out
+training-set photos (``val_photos``, excluded from the training pool). Writes
+``<name>.safetensors`` and a model card ``<name>.md`` into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clarifx.train import archs
+
+DATA_DIR = Path(os.environ.get("CLARIFX_DATA", Path.home() / ".cache" / "clarifx-data"))
+
+DEFAULTS = {
+    "name": "model",
+    "arch": "fast",
+    "arch_args": {},
+    "scale": 2,
+    "seed": 0,
+    "train_dir": str(DATA_DIR / "photos" / "train"),
+    "eval_dir": str(DATA_DIR / "photos" / "misc"),
+    "val_photos": [],
+    "val_crops": 16,
+    "val_size": 128,
+    "hr_scale_range": [0.5, 1.0],
+    "versions_per_photo": 2,
+    "max_photo_side": 0,
+    "patch": 48,
+    "batch": 16,
+    "steps": 1000,
+    "lr": 1e-3,
+    "lr_min": 1e-5,
+    "val_every": 200,
+    "texture_min": 2.0,
+    "texture_tries": 4,
+    "degrade": None,
+    "eval_misc": True,
+    "eval_max_side": 512,
+}
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        cfg = json.load(f)
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+    return {**DEFAULTS, **cfg}
+
+
+def _read_photo(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _area_down(img: np.ndarray, factor: float) -> np.ndarray:
+    from clarifx.kernels import resample
+
+    if factor >= 1.0:
+        return img
+    h, w = img.shape[:2]
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    return np.clip(resample(np.ascontiguousarray(img), size, filter="box"), 0.0, 1.0)
+
+
+def _photo_list(cfg) -> tuple[list[str], list[str]]:
+    paths = sorted(glob.glob(os.path.join(cfg["train_dir"], "*.jpg")) + glob.glob(os.path.join(cfg["train_dir"], "*.png")))
+    if not paths:
+        raise FileNotFoundError(f"train_dir: no photos in {cfg['train_dir']} (run shared/scripts/fetch-data)")
+    val = [p for p in paths if os.path.basename(p) in set(cfg["val_photos"])]
+    train = [p for p in paths if p not in val]
+    return train, val
+
+
+def build_pool(paths, cfg, rng) -> list[np.ndarray]:
+    """Area-downscaled HR versions of each photo, stored as uint8 to save memory."""
+    pool = []
+    lo, hi = cfg["hr_scale_range"]
+    for p in paths:
+        img = _read_photo(p)
+        if cfg["max_photo_side"] and max(img.shape[:2]) > cfg["max_photo_side"]:
+            img = _area_down(img, cfg["max_photo_side"] / max(img.shape[:2]))
+        for _ in range(cfg["versions_per_photo"]):
+            v = _area_down(img, float(rng.uniform(lo, hi)))
+            pool.append((v * 255.0 + 0.5).astype(np.uint8))
+    return pool
+
+
+def sample_batch(pool, cfg, rng) -> torch.Tensor:
+    size = cfg["patch"] * cfg["scale"]
+    out = np.empty((cfg["batch"], size, size, 3), np.float32)
+    areas = np.array([im.shape[0] * im.shape[1] for im in pool], np.float64)
+    which = rng.choice(len(pool), size=cfg["batch"], p=areas / areas.sum())
+    for i, k in enumerate(which):
+        im = pool[k]
+        for _ in range(max(1, cfg["texture_tries"])):  # prefer textured crops over flat sky
+            y = int(rng.integers(0, im.shape[0] - size + 1))
+            x = int(rng.integers(0, im.shape[1] - size + 1))
+            c = im[y:y + size, x:x + size]
+            if _texture(c) >= cfg["texture_min"]:
+                break
+        if rng.random() < 0.5:
+            c = c[:, ::-1]
+        c = np.rot90(c, int(rng.integers(0, 4)))
+        out[i] = c.astype(np.float32) / 255.0
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _texture(c: np.ndarray) -> float:
+    """Mean absolute horizontal+vertical luma difference (0..255 scale) of a uint8 crop."""
+    y = c[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(np.abs(np.diff(y, axis=0)).mean() + np.abs(np.diff(y, axis=1)).mean())
+
+
+def downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """Antialiased bicubic downscale (same as clarifx.kernels.resample(filter='bicubic'))."""
+    h, w = hr.shape[-2:]
+    return F.interpolate(hr, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
+
+
+def make_lr(hr: torch.Tensor, cfg, rng) -> torch.Tensor:
+    lr = downscale(hr, cfg["scale"])
+    if cfg.get("degrade"):
+        from clarifx.train import degrade
+
+        imgs = lr.permute(0, 2, 3, 1).numpy()
+        outs = []
+        for im in imgs:
+            seed = int(rng.integers(0, 2**31 - 1))
+            outs.append(degrade.degrade_light(im, cfg["degrade"], seed=seed))
+        lr = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).contiguous()
+    return lr
+
+
+def val_set(paths, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(cfg["seed"] + 1000)
+    pool = build_pool(paths, {**cfg, "versions_per_photo": 1}, rng)
+    n = cfg["val_crops"]
+    s = cfg["val_size"]
+    crops = []
+    for i in range(n):
+        im = pool[i % len(pool)]
+        for _ in range(50):
+            y = int(rng.integers(0, im.shape[0] - s + 1))
+            x = int(rng.integers(0, im.shape[1] - s + 1))
+            if _texture(im[y:y + s, x:x + s]) >= max(cfg["texture_min"], 4.0):
+                break
+        crops.append(im[y:y + s, x:x + s].astype(np.float32) / 255.0)
+    hr = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+    return hr, downscale(hr, cfg["scale"])
+
+
+def _psnr_batch(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> float:
+    from clarifx.metrics import psnr_y
+
+    a = sr.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    b = hr.permute(0, 2, 3, 1).numpy()
+    return float(np.mean([psnr_y(x, y, shave=shave) for x, y in zip(a, b)]))
+
+
+@torch.no_grad()
+def validate(model, hr, lr, scale) -> float:
+    model.eval()
+    sr = torch.cat([model(lr[i:i + 4]) for i in range(0, len(lr), 4)])
+    model.train()
+    return _psnr_batch(sr, hr, scale)
+
+
+@torch.no_grad()
+def evaluate_photos(model, paths, scale: int, max_side: int = 512) -> dict:
+    """DESIGN 'Measuring' protocol: HR = photo area-downscaled to <= max_side on the long side,
+    LR = antialiased bicubic / scale, Y-PSNR (BT.601) with a scale-pixel border shaved.
+    Returns mean Y-PSNR (and Y-SSIM as ``<key>_ssim``, skimage's structural_similarity on the shaved
+    luma) for the model, bicubic and Lanczos-3 (both via clarifx.kernels.resample)."""
+    from clarifx.kernels import resample
+    from clarifx.metrics import luma_bt601, psnr_y
+
+    def ssim_y(a, b):
+        from skimage.metrics import structural_similarity
+
+        ya, yb = luma_bt601(a)[scale:-scale, scale:-scale], luma_bt601(b)[scale:-scale, scale:-scale]
+        return structural_similarity(ya, yb, data_range=1.0)
+
+    model.eval()
+    rows = {"model": [], "bicubic": [], "lanczos3": [], "model_ssim": [], "bicubic_ssim": [], "lanczos3_ssim": []}
+    for p in paths:
+        img = _read_photo(p)
+        img = _area_down(img, min(1.0, max_side / max(img.shape[:2])))
+        h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
+        hr = np.ascontiguousarray(img[:h, :w])
+        lr = np.clip(resample(hr, (h // scale, w // scale), filter="bicubic"), 0, 1)
+        sr = model(torch.from_numpy(lr).permute(2, 0, 1)[None])[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        rows["model"].append(psnr_y(sr, hr, shave=scale))
+        rows["model_ssim"].append(ssim_y(sr, hr))
+        for f in ("bicubic", "lanczos3"):
+            up = np.clip(resample(lr, (h, w), filter=f), 0, 1)
+            rows[f].append(psnr_y(up, hr, shave=scale))
+            rows[f + "_ssim"].append(ssim_y(up, hr))
+    return {k: float(np.mean(v)) for k, v in rows.items()} | {"n": len(paths)}
+
+
+def save_weights(model, path, cfg, extra_meta=None):
+    from safetensors.torch import save_file
+
+    meta = {"arch": cfg["arch"], "arch_args": json.dumps(cfg["arch_args"]), "scale": str(cfg["scale"]),
+            "name": cfg["name"]}
+    meta.update(extra_meta or {})
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+
+
+def load_weights(path) -> torch.nn.Module:
+    from ..models import load_embedded
+
+    return load_embedded(path)
+
+
+def write_card(path, cfg, info):
+    deg = json.dumps(cfg["degrade"], indent=1) if cfg["degrade"] else "none (clean LR)"
+    lines = [
+        f"# {cfg['name']}",
+        "",
+        f"Task: super-resolution x{cfg['scale']} ({cfg['arch']}). Character: fidelity (L1). Licence: same as clarifx. Origin: trained here.",
+        "",
+        "## Architecture",
+        f"`clarifx.train.archs.{type(info['model']).__name__}`({json.dumps(cfg['arch_args'])}), scale {cfg['scale']}: "
+        f"3x3 conv stack with PReLU on the LR image, pixel shuffle, plus a global residual on "
+        f"torch bicubic (align_corners=False) upscale of the input. Parameters: {info['params']}.",
+        "",
+        "## Data",
+        f"{info['n_train']} photos of photos/train (fetch-data), each area-downscaled by seeded random factors "
+        f"in {cfg['hr_scale_range']} ({cfg['versions_per_photo']} versions per photo) to remove JPEG artefacts; "
+        f"random {cfg['patch'] * cfg['scale']} px HR crops, random flips and 90-degree rotations. "
+        f"Validation: {cfg['val_crops']} fixed {cfg['val_size']} px crops of held-out training-set photos "
+        f"{cfg['val_photos']} (excluded from training). photos/misc is used only for the evaluation below.",
+        "",
+        "## Degradation recipe",
+        f"LR = antialiased bicubic downscale by {cfg['scale']} (PIL/torch-antialias convention). Extra degradations: {deg}",
+        "",
+        "## Training",
+        f"Command: `{info['command']}`",
+        "",
+        f"Config: `{json.dumps({k: v for k, v in cfg.items() if k not in ('train_dir', 'eval_dir')})}`",
+        "",
+        f"L1 loss, Adam (lr {cfg['lr']} cosine to {cfg['lr_min']}), batch {cfg['batch']}, seed {cfg['seed']}. "
+        f"Steps run: {info['steps_done']} (cap {info['steps']}; time limit {info['time_limit']} s), "
+        f"{info['train_s'] / 60:.1f} min on {info['device']}.",
+        "",
+        "## Measured",
+        f"Validation (held-out train crops, Y-PSNR, {cfg['scale']} px shaved): model {info['val_psnr']:.2f} dB, "
+        f"bicubic {info['val_bicubic']:.2f} dB.",
+    ]
+    if info.get("eval"):
+        e = info["eval"]
+        lines += [
+            "",
+            f"photos/misc ({e['n']} images, DESIGN protocol: HR area-downscaled to <= {cfg['eval_max_side']} px long side, "
+            f"LR antialiased bicubic /{cfg['scale']}, BT.601 Y-PSNR, {cfg['scale']} px shaved; mean over images):",
+            "",
+            "| method | Y-PSNR (dB) | vs bicubic | Y-SSIM |",
+            "|---|---|---|---|",
+            f"| {cfg['name']} | {e['model']:.3f} | {e['model'] - e['bicubic']:+.3f} | {e['model_ssim']:.4f} |",
+            f"| bicubic | {e['bicubic']:.3f} | +0.000 | {e['bicubic_ssim']:.4f} |",
+            f"| lanczos3 | {e['lanczos3']:.3f} | {e['lanczos3'] - e['bicubic']:+.3f} | {e['lanczos3_ssim']:.4f} |",
+        ]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _eval_line(name, e) -> str:
+    return (f"photos/misc ({e['n']} images): {name} {e['model']:.3f} dB / SSIM {e['model_ssim']:.4f} | "
+            f"bicubic {e['bicubic']:.3f} / {e['bicubic_ssim']:.4f} | lanczos3 {e['lanczos3']:.3f} / "
+            f"{e['lanczos3_ssim']:.4f} | gain vs bicubic {e['model'] - e['bicubic']:+.3f} dB")
+
+
+def _eval_paths(cfg) -> list[str]:
+    return sorted(glob.glob(os.path.join(cfg["eval_dir"], "*.jpg")) + glob.glob(os.path.join(cfg["eval_dir"], "*.png")))
+
+
+def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None, log=print, command: str = "") -> dict:
+    torch.manual_seed(cfg["seed"])
+    rng = np.random.default_rng(cfg["seed"])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_paths, val_paths = _photo_list(cfg)
+    t0 = time.time()
+    pool = build_pool(train_paths, cfg, rng)
+    vhr, vlr = val_set(val_paths or train_paths[:1], cfg)
+    log(f"data: {len(train_paths)} train photos -> {len(pool)} HR versions, {len(vhr)} val crops ({time.time() - t0:.1f}s)")
+    model = archs.build(cfg["arch"], scale=cfg["scale"], **cfg["arch_args"])
+    params = archs.param_count(model)
+    bic = F.interpolate(vlr, scale_factor=cfg["scale"], mode="bicubic", align_corners=False)
+    val_bic = _psnr_batch(bic, vhr, cfg["scale"])
+    log(f"model: {cfg['arch']} {params} params; val bicubic(torch) {val_bic:.3f} dB")
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    steps = int(cfg["steps"])
+
+    def set_lr(progress: float) -> float:
+        lr_now = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * min(progress, 1.0)))
+        for g in opt.param_groups:
+            g["lr"] = lr_now
+        return lr_now
+
+    losses = []
+    best = -1e9
+    wpath = out / f"{cfg['name']}.safetensors"
+    t_start = time.time()
+    step = 0
+    val = validate(model, vhr, vlr, cfg["scale"])
+    lr_now = cfg["lr"]
+    for step in range(1, steps + 1):
+        # cosine over progress; with a time limit, progress is the larger of the step and time fractions,
+        # so the schedule always anneals to lr_min before the run stops
+        progress = (step - 1) / steps
+        if time_limit is not None:
+            progress = max(progress, (time.time() - t_start) / time_limit)
+        lr_now = set_lr(progress)
+        hr = sample_batch(pool, cfg, rng)
+        lr = make_lr(hr, cfg, rng)
+        loss = (model(lr) - hr).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        done = step == steps or (time_limit is not None and time.time() - t_start >= time_limit)
+        if step % cfg["val_every"] == 0 or done:
+            val = validate(model, vhr, vlr, cfg["scale"])
+            log(f"step {step}/{steps} loss {np.mean(losses[-cfg['val_every']:]):.5f} lr {lr_now:.2e} "
+                f"val {val:.3f} dB (bicubic {val_bic:.3f}) {time.time() - t_start:.0f}s")
+            if val > best:
+                best = val
+                save_weights(model, wpath, cfg, {"val_psnr": f"{val:.4f}", "step": str(step)})
+        if done:
+            break
+    train_s = time.time() - t_start
+    if best == -1e9:
+        save_weights(model, wpath, cfg, {"val_psnr": f"{val:.4f}", "step": str(step)})
+        best = val
+    model = load_weights(wpath)
+    info = {"model": model, "params": params, "n_train": len(train_paths), "steps": steps, "steps_done": step,
+            "train_s": train_s, "device": f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s)", "val_psnr": best, "val_bicubic": val_bic, "losses": losses,
+            "command": command, "time_limit": time_limit, "weights": str(wpath)}
+    eval_paths = _eval_paths(cfg)
+    if cfg["eval_misc"] and eval_paths:
+        info["eval"] = evaluate_photos(model, eval_paths, cfg["scale"], cfg["eval_max_side"])
+        e = info["eval"]
+        log(_eval_line(cfg["name"], e))
+    write_card(out / f"{cfg['name']}.md", cfg, info)
+    return info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m clarifx.train", description=__doc__.splitlines()[0])
+    ap.add_argument("config")
+    ap.add_argument("--out", default=None, help="output folder (default: runs/<name>)")
+    ap.add_argument("--steps", type=int, default=None, help="override the config's step count (cosine length)")
+    ap.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds of training")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: shared machines)")
+    ap.add_argument("--no-eval", action="store_true", help="skip the photos/misc evaluation")
+    ap.add_argument("--eval-only", metavar="WEIGHTS", default=None,
+                    help="no training: evaluate WEIGHTS on the config's eval_dir (photos/misc) and print the table")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    if args.eval_only:
+        paths = _eval_paths(cfg)
+        if not paths:
+            raise SystemExit(f"eval_dir: no photos in {cfg['eval_dir']}")
+        model = load_weights(args.eval_only)
+        print(_eval_line(cfg["name"], evaluate_photos(model, paths, int(cfg["scale"]), cfg["eval_max_side"])), flush=True)
+        return 0
+    if args.steps is not None:
+        cfg["steps"] = args.steps
+    if args.no_eval:
+        cfg["eval_misc"] = False
+    out = args.out or os.path.join("runs", cfg["name"])
+    command = "python -m clarifx.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    train(cfg, out, time_limit=args.time_limit, log=lambda s: print(s, flush=True), command=command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

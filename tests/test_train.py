@@ -1,0 +1,125 @@
+"""clarifx.train: a tiny seeded smoke run of the trainer, weights round trip, the fast arch budget."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+from clarifx.train import archs  # noqa: E402
+from clarifx.train.__main__ import load_config, load_weights, main, save_weights, val_set, validate  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "python" / "clarifx" / "train" / "configs"
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    """A few small real photographs (scikit-image's bundled samples), so the smoke run needs no fetch."""
+    from PIL import Image
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    (root / "train").mkdir()
+    (root / "misc").mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(data, name)()).save(root / "train" / f"{name}.png")
+    Image.fromarray(data.rocket()).save(root / "misc" / "rocket.png")
+    return root
+
+
+def _tiny_config(tmp_path, photo_dir, **over):
+    cfg = {
+        "name": "tiny-x2", "arch": "fast", "arch_args": {"channels": 16, "blocks": 2}, "scale": 2, "seed": 3,
+        "train_dir": str(photo_dir / "train"), "eval_dir": str(photo_dir / "misc"), "val_photos": ["chelsea.png"],
+        "val_crops": 4, "val_size": 48, "versions_per_photo": 1, "patch": 24, "batch": 8, "steps": 80,
+        "lr": 3e-3, "lr_min": 1e-4, "val_every": 40, "eval_misc": True, "eval_max_side": 128,
+    }
+    cfg.update(over)
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_fast_x2_config_is_within_the_parameter_budget():
+    cfg = load_config(CONFIGS / "fast-x2.json")
+    model = archs.build(cfg["arch"], scale=cfg["scale"], **cfg["arch_args"])
+    n = archs.param_count(model)
+    assert 20_000 < n <= 100_000
+    # starts as the bicubic residual base: zero-initialised last conv
+    x = torch.rand(1, 3, 8, 8)
+    base = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(model(x), base)
+
+
+def test_unknown_arch_and_config_keys_are_named():
+    with pytest.raises(ValueError, match="arch"):
+        archs.build("nope")
+
+
+def test_smoke_run_lowers_loss_and_weights_reload(tmp_path, photo_dir, capsys):
+    torch.set_num_threads(1)
+    cfg_path = _tiny_config(tmp_path, photo_dir)
+    out = tmp_path / "run"
+    assert main([str(cfg_path), "--out", str(out), "--steps", "60"]) == 0
+    log = capsys.readouterr().out
+    losses = [float(line.split("loss ")[1].split()[0]) for line in log.splitlines() if line.startswith("step ")]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    assert "photos/misc (1 images)" in log
+
+    wpath = out / "tiny-x2.safetensors"
+    card = (out / "tiny-x2.md").read_text()
+    assert "python -m clarifx.train" in card and "| bicubic |" in card and "Parameters:" in card
+    model = load_weights(wpath)
+    # the reloaded weights reproduce the validation figure recorded at save time
+    from safetensors import safe_open
+
+    with safe_open(str(wpath), "pt") as f:
+        recorded = float(f.metadata()["val_psnr"])
+    cfg = load_config(cfg_path)
+    vhr, vlr = val_set([str(photo_dir / "train" / "chelsea.png")], cfg)
+    assert validate(model, vhr, vlr, 2) == pytest.approx(recorded, abs=1e-3)
+    assert main([str(cfg_path), "--eval-only", str(wpath)]) == 0
+    line = capsys.readouterr().out
+    assert "tiny-x2" in line and "SSIM" in line and "lanczos3" in line
+    # and the network learned something beyond its bicubic starting point
+    assert any(p.abs().sum() > 0 for p in model.body[-1].parameters())
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    torch.manual_seed(0)
+    model = archs.build("fast", scale=2, channels=8, blocks=1)
+    for p in model.parameters():
+        p.data.normal_(0, 0.1)
+    cfg = {"arch": "fast", "arch_args": {"channels": 8, "blocks": 1}, "scale": 2, "name": "t"}
+    save_weights(model, tmp_path / "t.safetensors", cfg)
+    again = load_weights(tmp_path / "t.safetensors")
+    x = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+def test_seeded_runs_are_identical(tmp_path, photo_dir):
+    torch.set_num_threads(1)
+    cfg_path = _tiny_config(tmp_path, photo_dir, eval_misc=False, steps=6, val_every=3)
+    from safetensors.torch import load_file
+
+    outs = []
+    for k in range(2):
+        main([str(cfg_path), "--out", str(tmp_path / f"r{k}")])
+        outs.append(load_file(str(tmp_path / f"r{k}" / "tiny-x2.safetensors")))
+    assert outs[0].keys() == outs[1].keys()
+    for name in outs[0]:
+        assert torch.equal(outs[0][name], outs[1][name]), name
+
+
+def test_light_degradations_in_the_trainer_keep_the_lr_size():
+    from clarifx.train.__main__ import DEFAULTS, make_lr
+
+    hr = torch.rand(3, 3, 32, 32)
+    cfg = {**DEFAULTS, "degrade": {"noise": {"p": 1.0, "sigma_range": [5, 5], "gaussian_prob": 1.0}}}
+    rng = np.random.default_rng(0)
+    lr = make_lr(hr, cfg, rng)
+    clean = make_lr(hr, {**cfg, "degrade": None}, rng)
+    assert lr.shape == clean.shape == (3, 3, 16, 16)
+    assert 1 / 255 < (lr - clean).abs().mean() < 8 / 255

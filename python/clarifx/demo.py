@@ -36,11 +36,11 @@ def sample_image() -> np.ndarray:
 
 def _restore(lowres: np.ndarray) -> np.ndarray:
     """The embedded model on an sRGB (H, W, 3) image, as the SuperResolution node runs it."""
-    import torch
-
     from . import models
 
-    net = models.load(MODEL)
+    net = models.load(MODEL)  # a clear error when torch is missing
+    import torch
+
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(lowres)).permute(2, 0, 1)[None]
         return net(x)[0].permute(1, 2, 0).numpy()

@@ -131,6 +131,8 @@ def install(name: str, source: str | os.PathLike | None = None) -> Path:
 
 def load(name: str):
     """The torch module of an installed model (with .scale and .border)."""
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError(f"model '{name}' needs torch: pip install torch (torch==2.13.0 is the CPU build)")
     from . import ncnn
 
     path = installed_path(name)

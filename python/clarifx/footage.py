@@ -16,14 +16,6 @@ from .imageio import IMAGE_EXTENSIONS
 from .sequence import ImageSink, ImageSource, SequencePattern, SequenceSink, SequenceSource
 from .video import VIDEO_EXTENSIONS, VideoSink, VideoSource
 
-# FFmpeg colour tags for the colourspaces clarifx writes into video.
-_VIDEO_TAGS = {
-    F.REC709: {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"},
-    F.SRGB: {"color_primaries": "bt709", "color_trc": "iec61966-2-1", "colorspace": "bt709"},
-    F.PQ_REC2020: {"color_primaries": "bt2020", "color_trc": "smpte2084", "colorspace": "bt2020nc"},
-}
-
-
 def kind_of(path: str | os.PathLike) -> str:
     """"sequence", "video" or "image", from the name alone."""
     text = str(path)
@@ -62,20 +54,12 @@ def output_colorspace(path: str | os.PathLike, colorspace: str, *, float_storage
     if colour.is_data(name):
         return name
     if kind == "video":
-        return name if name in (F.REC709, F.PQ_REC2020) else F.REC709
+        return name if name in (F.REC709, F.PQ_REC2020) else F.REC709  # what players expect
     if float_storage:
         return name if colour.is_scene_linear(name) else F.LINEAR
     if not colour.is_scene_linear(name):
         return name
     return F.REC709 if Path(str(path)).suffix.lower() == ".dpx" else F.SRGB
-
-
-def video_tags(colorspace: str) -> dict[str, str]:
-    """FFmpeg colour tags that say `colorspace`; ValueError for colourspaces video cannot be tagged with."""
-    if colorspace not in _VIDEO_TAGS:
-        raise ValueError(f"colourspace '{colorspace}' cannot be tagged in a video; "
-                         f"use one of: {', '.join(_VIDEO_TAGS)}")
-    return dict(_VIDEO_TAGS[colorspace])
 
 
 def open_sink(path: str | os.PathLike, *, fps=None, codec=None, bit_depth=None, dtype=None, compression=None,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 # OCIO colourspace names (present in both ocio://default and ocio://studio-config-latest) that
 # sources assign when a file does not name its own.
 LINEAR = "Linear Rec.709 (sRGB)"      # float EXR / TIFF: scene-linear, Rec.709 primaries
@@ -80,23 +82,26 @@ class ClipInfo:
 COLOUR_CHANNELS = ("R", "G", "B")
 
 
+def premultiply(pixels, alpha: int, colour) -> None:
+    """Multiply channels `colour` of (H, W, C) numpy `pixels` by channel `alpha`, in place."""
+    a = pixels[:, :, alpha]
+    for c in colour:
+        pixels[:, :, c] *= a
+
+
+def unpremultiply(pixels, alpha: int, colour) -> None:
+    """Divide channels `colour` by channel `alpha` in place; where alpha is 0 there is no straight colour
+    to recover and the premultiplied value stays."""
+    a = pixels[:, :, alpha]
+    for c in colour:
+        np.divide(pixels[:, :, c], a, out=pixels[:, :, c], where=a > 0)
+
+
 def with_alpha_state(frame: Frame, premultiplied: bool) -> Frame:
     """`frame` with its colour multiplied by alpha (or divided, where alpha > 0), in place on its pixels.
     Frames without alpha, or already in that state, come back as they are."""
     a = frame.alpha_index
-    if a is None or frame.premultiplied == premultiplied:
-        return frame.replace(premultiplied=premultiplied)
-    import numpy as np
-
-    px = frame.pixels
-    colour = [i for i, name in enumerate(frame.channels) if name in COLOUR_CHANNELS]
-    alpha = px[:, :, a]
-    if premultiplied:
-        for i in colour:
-            px[:, :, i] *= alpha
-    else:
-        # Pixels with no coverage keep their (zero) colour rather than dividing by zero.
-        scale = np.divide(1.0, alpha, out=np.ones_like(alpha), where=alpha > 0)
-        for i in colour:
-            px[:, :, i] *= scale
+    if a is not None and frame.premultiplied != premultiplied:
+        colour = [i for i, name in enumerate(frame.channels) if name in COLOUR_CHANNELS]
+        (premultiply if premultiplied else unpremultiply)(frame.pixels, a, colour)
     return frame.replace(premultiplied=premultiplied)

@@ -16,7 +16,7 @@ import OpenImageIO as oiio
 import PyOpenColorIO as ocio
 
 from . import frame as fr
-from .frame import ClipInfo, FootageError, Frame
+from .frame import ClipInfo, FootageError, Frame, premultiply, unpremultiply
 
 IMAGE_EXTENSIONS = frozenset({
     ".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg",  # read and written
@@ -71,7 +71,7 @@ def _first_line(text: str, fallback: str) -> str:
 
 
 def _open(path: Path, number: int):
-    """An ImageInput that leaves straight alpha alone (we premultiply in float, see _premultiply)."""
+    """An ImageInput that leaves straight alpha alone (we premultiply in float, see read_frame)."""
     config = oiio.ImageSpec()
     config.attribute("oiio:UnassociatedAlpha", 1)
     inp = oiio.ImageInput.open(str(path), config)
@@ -146,7 +146,7 @@ def read_frame(path: str | os.PathLike, number: int = 1) -> Frame:
     if straight:
         # OIIO would premultiply in the file's integer type, which leaves soft edges a few codes
         # deep and spoils the later un-premultiply; in float the straight colour comes back exact.
-        _premultiply(pixels, spec.alpha_channel)
+        premultiply(pixels, spec.alpha_channel, _others(pixels, spec.alpha_channel))
     if info.format.split()[-1] in _FLOAT_FORMATS and not np.isfinite(pixels).all():
         bad = int(np.count_nonzero(~np.isfinite(pixels)))
         raise ImageIOError(f"{path}: frame {number} contains non-finite pixels ({bad} NaN/Inf values)")
@@ -163,16 +163,8 @@ def _to_display_window(pixels: np.ndarray, spec) -> np.ndarray:
     return out
 
 
-def _premultiply(pixels: np.ndarray, alpha: int) -> None:
-    colour = [c for c in range(pixels.shape[2]) if c != alpha]
-    pixels[..., colour] *= pixels[..., alpha:alpha + 1]
-
-
-def _unpremultiply(pixels: np.ndarray, alpha: int) -> None:
-    a = pixels[..., alpha:alpha + 1]
-    colour = [c for c in range(pixels.shape[2]) if c != alpha]
-    # Where alpha is 0 there is no straight colour to recover; the premultiplied value stays.
-    pixels[..., colour] = np.divide(pixels[..., colour], a, out=pixels[..., colour], where=a > 0)
+def _others(pixels: np.ndarray, alpha: int) -> list[int]:
+    return [c for c in range(pixels.shape[2]) if c != alpha]
 
 
 def _writable(path: Path) -> str:
@@ -262,9 +254,9 @@ def _prepare(pixels: np.ndarray, frame: Frame, channels: tuple[str, ...], ext: s
         keep = keep + [alpha]   # needed for the multiply, dropped below
     out = np.array(pixels[..., keep], dtype=np.float32)   # the one copy the conversions work in
     if to_premult:
-        _premultiply(out, keep.index(alpha))
+        premultiply(out, keep.index(alpha), _others(out, keep.index(alpha)))
     if to_straight:
-        _unpremultiply(out, keep.index(alpha))
+        unpremultiply(out, keep.index(alpha), _others(out, keep.index(alpha)))
     if dtype == "uint10":
         # OIIO stores 10 bits by truncating its 16-bit value; values on the 10-bit grid survive exactly,
         # so rounding here gives half-a-code error with no downward bias.

@@ -46,6 +46,20 @@ _TAGS = {"color_primaries": _PRIMARIES, "color_trc": _TRANSFERS, "colorspace": _
 
 # OCIO colourspace of a stream by its transfer tag; anything else is taken as BT.709/BT.1886 video.
 _COLORSPACES = {"smpte2084": PQ_REC2020, "iec61966-2-1": SRGB, "linear": LINEAR}
+# ... and the tags written for the colourspaces clarifx encodes into video.
+_WRITE_TAGS = {
+    REC709: {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"},
+    SRGB: {"color_primaries": "bt709", "color_trc": "iec61966-2-1", "colorspace": "bt709"},
+    PQ_REC2020: {"color_primaries": "bt2020", "color_trc": "smpte2084", "colorspace": "bt2020nc"},
+}
+
+
+def video_tags(colorspace: str) -> dict[str, str]:
+    """FFmpeg colour tags that say `colorspace`; ValueError for colourspaces video cannot be tagged with."""
+    if colorspace not in _WRITE_TAGS:
+        raise ValueError(f"colourspace '{colorspace}' cannot be tagged in a video; "
+                         f"use one of: {', '.join(_WRITE_TAGS)}")
+    return dict(_WRITE_TAGS[colorspace])
 _HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
 
 # (Kr, Kb) of the YCbCr matrices converted here; YCgCo, ICtCp and constant luminance are refused.
@@ -436,7 +450,6 @@ _CODECS = {
 _DEFAULT_CRF = {"h264": 16, "h265": 18}
 _ALPHA_FORMATS = {"yuv444p10le": "yuva444p10le", "gbrp16le": "gbrap16le"}
 _MASTERING = re.compile(r"G\(\d+,\d+\)B\(\d+,\d+\)R\(\d+,\d+\)WP\(\d+,\d+\)L\(\d+,\d+\)")
-_HDR10_TAGS = {"color_primaries": "bt2020", "color_trc": "smpte2084", "colorspace": "bt2020nc"}
 
 
 def _check_tags(tags: dict) -> dict[str, str]:
@@ -582,7 +595,7 @@ class VideoSink:
 
         tags = dict(self._tags if self._tags is not None else _check_tags(frame.tags))
         if self._hdr10:
-            tags |= _HDR10_TAGS
+            tags |= _WRITE_TAGS[PQ_REC2020]
         if fmt.is_rgb:
             tags |= {"colorspace": "gbr", "color_range": "pc"}
         elif tags.get("colorspace") not in _LUMA_WEIGHTS:  # a source's odd matrix: pixels are RGB now

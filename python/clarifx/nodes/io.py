@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import colour
-from ..footage import atomic_write_text, kind_of, open_sink, open_source, output_colorspace, video_tags
+from ..footage import atomic_write_text, kind_of, open_sink, open_source, output_colorspace
 from ..frame import PQ_REC2020, Frame
+from ..video import video_tags
 from .base import NodeType, Param, Want, register
 
 

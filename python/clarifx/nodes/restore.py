@@ -1,4 +1,4 @@
-"""Learned restoration nodes."""
+"""Learned restoration nodes: SuperResolution and Denoise share one way of running a model on a frame."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import functools
 import numpy as np
 
 from .. import kernels
-from ..frame import SRGB
+from ..frame import SRGB, Frame
 from .base import NodeType, Param, Want, register
 
 
@@ -20,6 +20,43 @@ def _network(name: str):
     return models.load(name)
 
 
+_TILE = Param("tile", "int", 0, "Tile size in input pixels (0: chosen to keep the work under 1 GiB).",
+              min=0, max=8192)
+
+
+def run_model(node: str, net, frame: Frame, t: int, tile: int) -> tuple[np.ndarray, list[int]]:
+    """The model's output for the frame's R, G, B (display-referred, as `want` asked) and their indices."""
+    import torch
+
+    from ..models.tiling import choose_tile, run_tiled
+
+    colour = [i for i, c in enumerate(frame.channels) if c in ("R", "G", "B")]
+    if len(colour) != 3:
+        raise ValueError(f"{node}: needs R, G and B channels, frame {t} has {frame.channels}")
+    rgb = torch.from_numpy(np.ascontiguousarray(frame.pixels[:, :, colour])).permute(2, 0, 1)[None]
+    # Nets of unpadded convolutions (border > 0) see all their context through the border, so tiles
+    # need no overlap and join exactly; padded nets get 32 pixels of blended overlap.
+    overlap = 0 if net.border else 32
+    tile = tile or choose_tile(frame.height, frame.width, scale=net.scale, channels_out=3,
+                               budget_bytes=1 << 30, overlap=overlap)
+    out = run_tiled(net, rgb, scale=net.scale, tile=tile, overlap=overlap, border=net.border)
+    return out[0].permute(1, 2, 0).numpy(), colour
+
+
+def assemble(frame: Frame, rgb: np.ndarray, colour: list[int], tags=None) -> Frame:
+    """A frame of the model output's size: its R, G, B, with alpha and other channels resampled by Lanczos-3."""
+    h, w = rgb.shape[:2]
+    out = np.empty((h, w, len(frame.channels)), np.float32)
+    out[:, :, colour] = rgb
+    rest = [i for i in range(len(frame.channels)) if i not in colour]
+    if rest:
+        others = np.ascontiguousarray(frame.pixels[:, :, rest])
+        out[:, :, rest] = others if (h, w) == others.shape[:2] else kernels.resample(others, (h, w), filter="lanczos3")
+    if frame.alpha_index is not None:
+        np.clip(out[:, :, frame.alpha_index], 0.0, 1.0, out=out[:, :, frame.alpha_index])
+    return frame.replace(pixels=out, tags=frame.tags if tags is None else tags)
+
+
 @register
 class SuperResolution(NodeType):
     name = "SuperResolution"
@@ -27,8 +64,7 @@ class SuperResolution(NodeType):
             "display-referred sRGB colour; alpha and extra channels are resampled with Lanczos-3.")
     params = (
         Param("model", "string", "waifu2x-photo-x2", "Installed model name (see `clarifx models list`)."),
-        Param("tile", "int", 0, "Tile size in input pixels (0: chosen to keep the work under 1 GiB).",
-              min=0, max=8192),
+        _TILE,
         Param("mode", "choice", "restore", "'forensic': change the model's output as little as possible so "
               "that reducing it with `kernel` gives back the input exactly, and record provenance in the "
               "output's metadata.", choices=("restore", "forensic")),
@@ -45,38 +81,48 @@ class SuperResolution(NodeType):
         return dataclasses.replace(clip, width=clip.width * s, height=clip.height * s)
 
     def render(self, params, t, inputs):
-        import torch
-
-        from ..models.tiling import choose_tile, run_tiled
-
         frame = inputs[0][t]
         net = _network(params["model"])
-        colour = [i for i, c in enumerate(frame.channels) if c in ("R", "G", "B")]
-        if len(colour) != 3:
-            raise ValueError(f"SuperResolution: needs R, G and B channels, frame {t} has {frame.channels}")
-        rgb = torch.from_numpy(np.ascontiguousarray(frame.pixels[:, :, colour])).permute(2, 0, 1)[None]
-        # Nets of unpadded convolutions (border > 0) see all their context through the border, so tiles
-        # need no overlap and join exactly; padded nets get 32 pixels of blended overlap.
-        overlap = 0 if net.border else 32
-        tile = params["tile"] or choose_tile(frame.height, frame.width, scale=net.scale, channels_out=3,
-                                             budget_bytes=1 << 30, overlap=overlap)
-        up = run_tiled(net, rgb, scale=net.scale, tile=tile, overlap=overlap, border=net.border)
-        h, w = frame.height * net.scale, frame.width * net.scale
-        out = np.empty((h, w, len(frame.channels)), np.float32)
-        out[:, :, colour] = up[0].permute(1, 2, 0).numpy()
+        up, colour = run_model(self.name, net, frame, t, params["tile"])
         tags = frame.tags
         if params["mode"] == "forensic":
             from .. import models
             from ..models.forensic import project, provenance
 
             lr = np.ascontiguousarray(frame.pixels[:, :, colour])
-            out[:, :, colour], rms = project(out[:, :, colour], lr, scale=net.scale, kernel=params["kernel"])
+            up, rms = project(up, lr, scale=net.scale, kernel=params["kernel"])
             tags = {**tags, **provenance(params["model"], models.installed_path(params["model"]), params,
                                          kernel=params["kernel"]), "clarifx:forensic_rms": f"{rms:.3g}"}
-        rest = [i for i in range(len(frame.channels)) if i not in colour]
-        if rest:
-            out[:, :, rest] = kernels.resample(np.ascontiguousarray(frame.pixels[:, :, rest]), (h, w),
-                                               filter="lanczos3")
-        if frame.alpha_index is not None:
-            np.clip(out[:, :, frame.alpha_index], 0.0, 1.0, out=out[:, :, frame.alpha_index])
-        return frame.replace(pixels=out, tags=tags)
+        return assemble(frame, up, colour, tags)
+
+
+@register
+class Denoise(NodeType):
+    name = "Denoise"
+    help = ("Remove sensor noise and compression artefacts (JPEG and video blocking, ringing) with a "
+            "learned model that judges how much there is by itself; `strength` scales its correction. "
+            "The model sees display-referred sRGB colour; alpha and extra channels pass through.")
+    params = (
+        Param("model", "string", "restore-x1", "Installed same-size model (see `clarifx models list`)."),
+        Param("strength", "float", 1.0, "How much of the model's correction to apply: 0 leaves the "
+              "frame as it is, 1 applies all of it, above 1 goes further.", min=0.0, max=2.0),
+        _TILE,
+    )
+
+    def want(self, params, index, clip):
+        return Want(colorspace=SRGB, premultiplied=False)
+
+    def render(self, params, t, inputs):
+        frame = inputs[0][t]
+        net = _network(params["model"])
+        if net.scale != 1:
+            raise ValueError(f"Denoise: model '{params['model']}' changes the size by {net.scale}; "
+                             "use SuperResolution (clarifx upscale) for it")
+        clean, colour = run_model(self.name, net, frame, t, params["tile"])
+        src = frame.pixels[:, :, colour]
+        strength = float(params["strength"])
+        if strength != 1.0:  # out = src + strength * (model - src)
+            clean -= src
+            clean *= strength
+            clean += src
+        return assemble(frame, clean, colour)

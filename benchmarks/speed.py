@@ -1,9 +1,15 @@
 """SR speed on the CPU: frames per second for 1280x720 -> 2560x1440, against the waifu2x photo model
-under the ncnn CPU runtime on the same frame, measured in one run.
+under the ncnn CPU runtime on the same frame, measured in one run; and what int8 costs in quality.
 
-    python benchmarks/speed.py [--frames 3] [--threads N]
+    python benchmarks/speed.py [--frames 3] [--threads N] [--size 512]
 
-Needs ../shared/scripts/fetch-data for the waifu2x ncnn files and `pip install ncnn`.
+The methods take turns (one call each per round, `--frames` rounds, best kept), so a machine shared
+with other work slows them alike. int8 is fast-x2 quantized by clarifx.models.precision (as the nodes'
+`precision=int8` runs it); its quality loss is measured on photos/misc by DESIGN.md's protocol (HR long
+side --size, Y-PSNR, 2-pixel border shaved) against fp32 in the same run, without the photo its ranges
+were calibrated on (astronaut).
+
+Needs ../shared/scripts/fetch-data for the waifu2x ncnn files and photos/misc, and `pip install ncnn`.
 """
 
 from __future__ import annotations
@@ -18,26 +24,55 @@ import numpy as np
 DATA = Path(os.environ.get("CLARIFX_DATA", Path.home() / ".cache/clarifx-data"))
 
 
-def best_of(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
+def interleaved_best(methods: dict, runs: int) -> dict:
+    """Best time of each method over `runs` rounds, the methods taking turns within a round."""
+    for fn in methods.values():
+        fn()  # warm-up
+    times = {name: [] for name in methods}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
+
+
+def int8_quality(size: int) -> tuple[float, float, int]:
+    """Mean Y-PSNR of fast-x2 in fp32 and in int8 on photos/misc (without the calibration photo)."""
+    import torch
+
+    from clarifx import models
+    from clarifx.metrics import psnr_y
+    from clarifx.models.precision import quantize_int8
+    from clarifx.models.tiling import run_tiled
+    from quality import evaluation_pairs  # benchmarks/quality.py: the protocol's HR/LR pairs
+
+    net = models.load("fast-x2")
+    nets = {"fp32": net, "int8": quantize_int8(net)}
+    scores = {k: [] for k in nets}
+    for name, hr, lr in evaluation_pairs(2, size):
+        if name == "astronaut":
+            continue
+        x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None]
+        for k, m in nets.items():
+            out = run_tiled(m, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
+            out = np.clip(out[0].permute(1, 2, 0).numpy(), 0, 1)
+            scores[k].append(psnr_y(out[2:-2, 2:-2], hr[2:-2, 2:-2]))
+    return float(np.mean(scores["fp32"])), float(np.mean(scores["int8"])), len(scores["fp32"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=3, help="timed runs per method (best is kept)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--size", type=int, default=512, help="HR long side for the int8 quality check")
     args = parser.parse_args()
 
     import ncnn
     import torch
 
     from clarifx import kernels, models
+    from clarifx.models.precision import quantize_int8
     from clarifx.models.tiling import run_tiled
 
     torch.set_num_threads(args.threads)
@@ -51,11 +86,14 @@ def main() -> None:
     folder = DATA / "models" / "waifu2x-photo"
     if not models.installed_path("waifu2x-photo-x2").exists():
         models.install("waifu2x-photo-x2", folder)
-    rows = {}
+    methods = {}
     for name in ("fast-x2", "waifu2x-photo-x2"):
         net = models.load(name)
-        rows[f"{name} (clarifx, torch fp32)"] = best_of(
-            lambda: run_tiled(net, x, scale=2, tile=None, overlap=0, border=net.border), args.frames)
+        methods[f"{name} (clarifx, torch fp32)"] = \
+            lambda net=net: run_tiled(net, x, scale=2, tile=None, overlap=0, border=net.border)
+    int8 = quantize_int8(models.load("fast-x2"))
+    methods["fast-x2 (clarifx, torch int8)"] = \
+        lambda: run_tiled(int8, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
 
     # The reference: waifu2x under ncnn's own CPU runtime, input padded by its 7-pixel border.
     net = ncnn.Net()
@@ -71,13 +109,19 @@ def main() -> None:
         return np.array(ex.extract("Eltwise4")[1])
 
     assert run_ncnn().shape == (3, 1440, 2560)
-    rows["waifu2x-photo-x2 (ncnn CPU runtime)"] = best_of(run_ncnn, args.frames)
+    methods["waifu2x-photo-x2 (ncnn CPU runtime)"] = run_ncnn
+    rows = interleaved_best(methods, args.frames)
 
     reference = rows["waifu2x-photo-x2 (ncnn CPU runtime)"]
-    print(f"1280x720 -> 2560x1440 on the CPU, {args.threads} threads, best of {args.frames}")
+    print(f"1280x720 -> 2560x1440 on the CPU, {args.threads} threads, best of {args.frames} interleaved rounds")
     print(f"{'method':<40}{'s/frame':>9}{'fps':>8}{'vs ncnn waifu2x':>17}")
     for name, s in rows.items():
         print(f"{name:<40}{s:>9.2f}{1 / s:>8.2f}{reference / s:>16.2f}x")
+    fp32_s, int8_s = rows["fast-x2 (clarifx, torch fp32)"], rows["fast-x2 (clarifx, torch int8)"]
+    fp32_db, int8_db, n = int8_quality(args.size)
+    print(f"fast-x2 int8: {fp32_s / int8_s:.2f}x the fp32 speed (target 1.5x); Y-PSNR {int8_db:.2f} dB against "
+          f"{fp32_db:.2f} dB in fp32 on {n} photos of photos/misc, a loss of {fp32_db - int8_db:.3f} dB "
+          f"(target <= 0.15)")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["run_tiled", "receptive_radius", "choose_tile"]
+__all__ = ["run_tiled", "receptive_radius", "exact_overlap", "choose_tile"]
 
 Net = Callable[[torch.Tensor], torch.Tensor]
 
@@ -362,6 +362,26 @@ def _probe_radius(net, scale, channels, size, border, phases, tol, gen) -> int |
             q0 = q - border
             radius = max(radius, int((iy - q0).abs().max()), int((ix - q0).abs().max()))
     return radius
+
+
+def exact_overlap(net: Net, scale: int, *, border: int = 0, limit: int = 64) -> tuple[int, bool]:
+    """``(overlap, exact)``: the overlap that makes :func:`run_tiled` with the default feather give
+    the untiled result, ``2 * (receptive_radius - border)``, measured on ``net`` once (see
+    :func:`receptive_radius`; about a second for a small net on the CPU). Nets that see farther
+    than ``limit / 2`` pixels beyond their border, or whose field is global, get ``limit`` and
+    ``exact=False``: the feathered blend then hides the seams without reproducing the untiled
+    output exactly."""
+    scale = _int("scale", scale, 1)
+    border = _int("border", border, 0)
+    limit = _int("limit", limit, 0)
+    try:
+        # the probe must show border + limit/2 pixels of influence on each side of the centre
+        radius = receptive_radius(net, scale, border=border, probe=32,
+                                  max_probe=max(32, 2 * (border + limit) + 16))
+    except ValueError:
+        return limit, False
+    need = 2 * max(0, radius - border)
+    return (need, True) if need <= limit else (limit, False)
 
 
 def choose_tile(height: int, width: int, *, scale: int, channels_out: int, budget_bytes: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import image, io, restore  # noqa: F401  (each module registers its node types)
+from . import image, io, restore, temporal  # noqa: F401  (each module registers its node types)
 from .base import NodeType, Param, Want, all_types, find
 
 __all__ = ["NodeType", "Param", "Want", "list", "describe", "find"]

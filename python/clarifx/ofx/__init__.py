@@ -1,0 +1,563 @@
+"""The Python side of clarifx's OpenFX plugin (ofx_bridge/), and `clarifx ofx install | doctor`.
+
+The C++ plugin is a thin translator: it embeds Python, and for every OFX action it asks this module.
+`effects()` is what the plugin describes to a host (one image effect per clarifx node, its
+parameters generated from the node's descriptors); `Instance` answers the per-instance actions
+(region of definition, frames needed, render). Host buffers are viewed in place as numpy arrays
+(rows bottom-up, row bytes possibly negative); the node runs exactly as the render engine runs it:
+its input converted to the colourspace and alpha state it wants, and its output converted back to
+the host's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BUNDLE_NAME = "Clarifx.ofx.bundle"
+BINARY = Path("Contents") / "Linux-x86-64" / "Clarifx.ofx"
+CONFIG = Path("Contents") / "Resources" / "clarifx.cfg"  # python=..., path=... read by the plugin at load
+STANDARD_DIR = "/usr/OFX/Plugins"
+IDENTIFIER_PREFIX = "io.clarifx."
+GROUPING = "clarifx"
+
+# A parameter the bridge adds to every effect: hosts hand over pixels in their working space, which
+# only the user knows; scene-linear Rec.709 is what float pipelines (Nuke, Natron) mostly use.
+HOST_COLORSPACE = "host_colorspace"
+
+_OFX_TYPES = {"float": "double", "int": "int", "bool": "boolean", "choice": "choice", "string": "string",
+              "file": "string"}
+_DEPTHS = {"OfxBitDepthFloat": np.float32, "OfxBitDepthHalf": np.float16, "OfxBitDepthShort": np.uint16,
+           "OfxBitDepthByte": np.uint8}
+_COMPONENTS = {"OfxImageComponentRGBA": ("R", "G", "B", "A"), "OfxImageComponentRGB": ("R", "G", "B")}
+_UNPREMULTIPLIED = "OfxImageAlphaUnPremultiplied"
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the plugin describes
+
+
+def exposed_types():
+    """Node types shown to hosts: everything that takes an input and is not a writer (Read and Write
+    are the host's business)."""
+    from ..nodes.base import all_types
+
+    return [t for t in all_types() if t.inputs and not t.is_writer]
+
+
+def _minor_version() -> int:
+    """Hosts cache descriptions by identifier and version: a new clarifx release re-describes."""
+    from .. import __version__
+
+    parts = [int(p) if p.isdigit() else 0 for p in __version__.split("+")[0].split(".")[:3]]
+    parts += [0] * (3 - len(parts))
+    return parts[0] * 10000 + parts[1] * 100 + parts[2]
+
+
+def _ofx_param(p) -> dict[str, Any]:
+    d = {"name": p.name, "type": _OFX_TYPES[p.type], "label": p.title, "hint": p.help,
+         "file": p.type == "file"}
+    if p.type == "choice":
+        d["choices"] = list(p.choices)
+        d["default"] = p.choices.index(p.aliases.get(p.default, p.default))
+    elif p.type == "bool":
+        d["default"] = int(bool(p.default))
+    else:
+        d["default"] = p.default
+    if p.type in ("int", "float"):
+        d["min"], d["max"] = p.min, p.max
+    return d
+
+
+def _host_colorspace_param() -> dict[str, Any]:
+    from ..frame import LINEAR
+
+    return {"name": HOST_COLORSPACE, "type": "string", "label": "Host colourspace", "default": LINEAR,
+            "file": False, "hint": "The OpenColorIO colourspace the host's pixels are in (a name, alias or role "
+            "of $OCIO, else ocio://default). The node's input is converted from it to what the node works "
+            "in, and its output back."}
+
+
+def cuda_render_possible() -> bool:
+    """Whether to tell hosts that CUDA render is supported: CuPy wraps the host's device pointers."""
+    import importlib.util
+
+    return importlib.util.find_spec("cupy") is not None
+
+
+def effects() -> list[dict[str, Any]]:
+    """One entry per exposed node: everything the plugin needs for OfxGetPlugin, Describe and
+    DescribeInContext. Clip 0 is the Source clip; further inputs are clips named after them."""
+    import importlib
+
+    # Studio node types: modules named here register more nodes before the plugin describes them.
+    for module in filter(None, os.environ.get("CLARIFX_NODE_MODULES", "").split(",")):
+        importlib.import_module(module.strip())
+    cuda = cuda_render_possible()
+    out = []
+    for t in exposed_types():
+        clips = ["Source"] + [name.capitalize() for name in t.inputs[1:]]
+        out.append({"identifier": IDENTIFIER_PREFIX + t.name, "node": t.id(), "major": t.version,
+                    "minor": _minor_version(), "label": t.name, "grouping": GROUPING,
+                    "description": t.help, "clips": clips, "cuda": cuda,
+                    "params": [_ofx_param(p) for p in t.params] + [_host_colorspace_param()]})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Host images as numpy
+
+
+def host_view(image: dict, *, writeable: bool) -> np.ndarray:
+    """The (H, W, C) top-down numpy view of a host CPU image, without copying.
+
+    `image`: data (address), bounds (x1, y1, x2, y2 in pixels), row_bytes, depth, components. OFX rows
+    run bottom-up from bounds.y1, row_bytes apart (negative: each row lies below the last in memory).
+    """
+    depth, components = image["depth"], image["components"]
+    if depth not in _DEPTHS:
+        raise ValueError(f"unsupported pixel depth {depth!r} (clarifx takes float, half, short or byte)")
+    if components not in _COMPONENTS:
+        raise ValueError(f"unsupported components {components!r} (clarifx takes RGBA or RGB)")
+    x1, y1, x2, y2 = (int(v) for v in image["bounds"])
+    w, h = x2 - x1, y2 - y1
+    dtype = np.dtype(_DEPTHS[depth])
+    c = len(_COMPONENTS[components])
+    row = int(image["row_bytes"])
+    if w <= 0 or h <= 0:
+        return np.zeros((max(h, 0), max(w, 0), c), dtype)
+    if not image["data"]:
+        raise ValueError("the host gave an image without data")
+    if abs(row) < w * c * dtype.itemsize:
+        raise ValueError(f"image row bytes {row} are fewer than a row of {w} {components} {depth} pixels")
+    top = int(image["data"]) + (h - 1) * row  # address of the top row (y2 - 1)
+    lowest = min(int(image["data"]), top)
+    extent = (h - 1) * abs(row) + w * c * dtype.itemsize
+    buffer = (ctypes.c_char * extent).from_address(lowest)
+    view = np.ndarray((h, w, c), dtype, buffer=buffer, offset=top - lowest,
+                      strides=(-row, c * dtype.itemsize, dtype.itemsize))
+    view.flags.writeable = writeable
+    return view
+
+
+def _as_float(pixels: np.ndarray) -> np.ndarray:
+    """A float32 copy of host pixels, integers scaled to [0, 1]."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255)
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(65535)
+    return pixels.astype(np.float32)
+
+
+def _store(dst: np.ndarray, pixels: np.ndarray) -> None:
+    """Write float pixels into a host view of any depth (integers rounded and clamped)."""
+    if dst.dtype == np.uint8:
+        dst[...] = np.rint(np.clip(pixels, 0, 1) * 255)
+    elif dst.dtype == np.uint16:
+        dst[...] = np.rint(np.clip(pixels, 0, 1) * 65535)
+    else:
+        dst[...] = pixels
+
+
+def _match_channels(pixels: np.ndarray, channels: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray:
+    """`pixels` with exactly the channels `wanted` (a missing alpha is opaque)."""
+    if tuple(channels) == wanted:
+        return pixels
+    out = np.ones(pixels.shape[:2] + (len(wanted),), np.float32)
+    for i, name in enumerate(wanted):
+        if name in channels:
+            out[:, :, i] = pixels[:, :, channels.index(name)]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Instances
+
+
+def _clip_info(width: int, height: int, channels, colorspace: str, premultiplied: bool, par: float):
+    from ..frame import ClipInfo
+
+    return ClipInfo(path="ofx", kind="image", width=width, height=height, channels=tuple(channels), first=0,
+                    last=0, colorspace=colorspace, premultiplied=premultiplied, pixel_aspect=par)
+
+
+class Instance:
+    """One OFX instance of a clarifx node. Models live in the process-wide cache of nodes/restore.py,
+    so throwaway instances (Baselight makes one per frame) cost nothing to create."""
+
+    def __init__(self, node_id: str, context: str = ""):
+        from ..nodes.base import find
+
+        self.type = find(node_id)
+        self.impl = self.type()
+        self.context = context
+        _LIVE.add(id(self))
+
+    def close(self) -> None:
+        close = getattr(self.impl, "close", None)
+        if close is not None:
+            close()
+        _LIVE.discard(id(self))
+
+    def params(self, values: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """OFX parameter values -> (the node's checked parameters, the host colourspace)."""
+        from .. import colour
+
+        where = f"{self.type.name}"
+        out = {}
+        for p in self.type.params:
+            v = values.get(p.name, p.default)
+            if p.type == "choice" and isinstance(v, int):
+                if not 0 <= v < len(p.choices):
+                    raise ValueError(f"{where}: parameter '{p.name}' has no option {v}")
+                v = p.choices[v]
+            elif p.type == "bool":
+                v = bool(v)
+            out[p.name] = p.check(v, where)
+        return out, colour.canonical(values.get(HOST_COLORSPACE) or _host_colorspace_param()["default"])
+
+    def factors(self, params: dict, host_cs: str, width: int, height: int, par: float = 1.0) -> tuple[float, float]:
+        """How much the node scales a (width x height)-pixel frame in x and y (1, 1 for most nodes)."""
+        if width <= 0 or height <= 0:
+            return 1.0, 1.0
+        out = self.impl.clip(params, [_clip_info(width, height, ("R", "G", "B", "A"), host_cs, True, par)])
+        return out.width / width, out.height / height
+
+    def region_of_definition(self, values: dict, source_rod, par: float, multires: bool):
+        """The output's region of definition in canonical coordinates, or None for the host's default
+        (the source's): hosts without multi-resolution keep the clip's size."""
+        if not multires:
+            return None
+        params, host_cs = self.params(values)
+        x1, y1, x2, y2 = source_rod
+        fx, fy = self.factors(params, host_cs, round((x2 - x1) / par), round(y2 - y1), par)
+        if (fx, fy) == (1.0, 1.0):
+            return None
+        return (x1 * fx, y1 * fy, x2 * fx, y2 * fy)
+
+    def frames_needed(self, values: dict, t: float) -> list[tuple[float, float]]:
+        """The source frames for frame t as (first, last) ranges, from the node's own frames_needed."""
+        params, _ = self.params(values)
+        frames = sorted(set(self.impl.frames_needed(params, int(round(t)), 0)))
+        ranges: list[list[int]] = []
+        for n in frames:
+            if ranges and n == ranges[-1][1] + 1:
+                ranges[-1][1] = n
+            else:
+                ranges.append([n, n])
+        return [(float(a), float(b)) for a, b in ranges]
+
+    def render(self, args: dict) -> None:
+        """Render into the host's output image. `args` (built by the plugin): time, window (pixels),
+        multires, cuda, stream, params, source_rod + source_par (canonical), output and sources
+        ({frame: image dict or None}); image dicts as `host_view` takes them, plus premultiplication."""
+        if args.get("cuda"):
+            return _render_cuda(self, args)
+        out_img = args["output"]
+        dst = host_view(out_img, writeable=True)
+        sources = {t: host_view(img, writeable=False) if img else None for t, img in args["sources"].items()}
+        self._render_views(args, sources, dst)
+
+    def _render_views(self, args: dict, sources: dict, dst: np.ndarray) -> None:
+        from ..frame import Frame
+        from ..render import adapt
+        from .. import kernels
+
+        params, host_cs = self.params(args["params"])
+        t = int(round(args["time"]))
+        out_img = args["output"]
+        images = args["sources"]
+        if images.get(t) is None or sources.get(t) is None:
+            raise ValueError(f"{self.type.name}: the host gave no source image for frame {t}")
+        src_img = images[t]
+        sx1, sy1, sx2, sy2 = (int(v) for v in src_img["bounds"])
+        rx1, ry1, rx2, ry2 = args["source_rod"]
+        par = float(args.get("source_par") or 1.0)
+        fx, fy = self.factors(params, host_cs, round((rx2 - rx1) / par), round(ry2 - ry1), par)
+        multires = bool(args["multires"])
+        if multires:
+            target = (round(sx1 * fx), round(sy1 * fy), round(sx2 * fx), round(sy2 * fy))
+        else:
+            target = (sx1, sy1, sx2, sy2)  # restore at the clip's own size
+
+        frames = {}
+        for n, view in sources.items():
+            img = images[n]
+            if view is None:
+                continue
+            channels = _COMPONENTS[img["components"]]
+            frame = Frame(pixels=view, channels=channels, colorspace=host_cs, number=n,
+                          premultiplied=img.get("premultiplication") != _UNPREMULTIPLIED,
+                          pixel_aspect=float(img.get("par") or 1.0))
+            # One float32 copy: conversions work in place and the host's source must stay untouched.
+            frame = frame.replace(pixels=_as_float(view))
+            if not multires and (fx, fy) != (1.0, 1.0):
+                # The host has already scaled the clip to its output size: reduce it (as a Resize node
+                # would, bicubic in linear light) to what the node expects, and the node brings back
+                # detail at the clip's size.
+                frame = _reduce(frame, n, round(frame.width / fx), round(frame.height / fy))
+            want = self.impl.want(params, 0, _clip_info(frame.width, frame.height, channels, frame.colorspace,
+                                                        frame.premultiplied, frame.pixel_aspect))
+            frames[n] = adapt(frame, want)
+
+        result = self.impl.render(params, t, [frames])
+        pixels = result.pixels
+        if not isinstance(pixels, np.ndarray) or not pixels.flags.writeable or \
+                any(np.shares_memory(pixels, v) for v in sources.values() if v is not None):
+            pixels = np.array(pixels, np.float32)
+        result = result.replace(pixels=pixels)
+        out_premultiplied = out_img.get("premultiplication") != _UNPREMULTIPLIED
+        from ..nodes.base import Want
+
+        result = adapt(result, Want(colorspace=host_cs, premultiplied=out_premultiplied))
+        th, tw = target[3] - target[1], target[2] - target[0]
+        pixels = result.pixels
+        if pixels.shape[:2] != (th, tw):  # sizes in absolute pixels at a render scale other than 1
+            pixels = kernels.resample(np.ascontiguousarray(pixels, np.float32), (th, tw), filter="lanczos3")
+        pixels = _match_channels(pixels, tuple(result.channels), _COMPONENTS[out_img["components"]])
+        self._write(dst, out_img, pixels, target, args["window"])
+
+    @staticmethod
+    def _write(dst: np.ndarray, out_img: dict, pixels: np.ndarray, target, window) -> None:
+        """Fill the render window of the output: the node's pixels where they are, 0 elsewhere."""
+        ox1, oy1, ox2, oy2 = (int(v) for v in out_img["bounds"])
+        wx1, wy1 = max(int(window[0]), ox1), max(int(window[1]), oy1)
+        wx2, wy2 = min(int(window[2]), ox2), min(int(window[3]), oy2)
+        if wx2 <= wx1 or wy2 <= wy1:
+            return
+        region = dst[oy2 - wy2:oy2 - wy1, wx1 - ox1:wx2 - ox1]
+        tx1, ty1, tx2, ty2 = target
+        ix1, iy1, ix2, iy2 = max(wx1, tx1), max(wy1, ty1), min(wx2, tx2), min(wy2, ty2)
+        if ix2 <= ix1 or iy2 <= iy1:
+            region[...] = 0
+            return
+        if (ix1, iy1, ix2, iy2) != (wx1, wy1, wx2, wy2):
+            region[...] = 0
+        _store(dst[oy2 - iy2:oy2 - iy1, ix1 - ox1:ix2 - ox1], pixels[ty2 - iy2:ty2 - iy1, ix1 - tx1:ix2 - tx1])
+
+
+def _reduce(frame, t: int, width: int, height: int):
+    from ..nodes.base import find
+    from ..render import adapt
+
+    resize = find("Resize")()
+    params = {"scale": 0.0, "width": max(1, width), "height": max(1, height), "filter": "bicubic"}
+    frame = adapt(frame, resize.want(params, 0, None))
+    return resize.render(params, t, [{t: frame}])
+
+
+_LIVE: set[int] = set()
+
+
+def live_instances() -> int:
+    """How many instances the plugin holds (a test host checks that unloading leaves none)."""
+    return len(_LIVE)
+
+
+def purge_caches() -> None:
+    """OfxActionPurgeCaches: let go of loaded models (the host is short of memory)."""
+    from ..nodes import restore
+
+    cached = getattr(restore, "_network", None)
+    if hasattr(cached, "cache_clear"):
+        cached.cache_clear()
+
+
+def _render_cuda(instance: Instance, args: dict) -> None:
+    """OFX CUDA render: the host's device buffers are wrapped zero-copy with CuPy, and every transfer is
+    queued on the host's stream. The nodes run on the CPU today, so the pixels are staged through host
+    memory; the result is written into the host's device buffer before returning."""
+    import cupy
+
+    from .._arrays import wrap_cuda_pointer
+
+    stream = cupy.cuda.ExternalStream(int(args["stream"])) if args.get("stream") else cupy.cuda.Stream(null=True)
+    device = cupy.cuda.runtime.getDevice()
+
+    def device_view(img: dict):
+        x1, y1, x2, y2 = (int(v) for v in img["bounds"])
+        h, w = y2 - y1, x2 - x1
+        c = len(_COMPONENTS[img["components"]])
+        dtype = np.dtype(_DEPTHS[img["depth"]])
+        row = int(img["row_bytes"])
+        top = int(img["data"]) + (h - 1) * row
+        base = min(int(img["data"]), top)
+        flat = wrap_cuda_pointer(base, ((h - 1) * abs(row) + w * c * dtype.itemsize,), np.uint8, device=device)
+        return cupy.ndarray((h, w, c), dtype, flat.data + (top - base), (-row, c * dtype.itemsize, dtype.itemsize))
+
+    with stream:
+        sources = {t: cupy.asnumpy(device_view(img), stream=stream) if img else None
+                   for t, img in args["sources"].items()}
+        stream.synchronize()
+        out_img = args["output"]
+        dst_device = device_view(out_img)
+        staged = cupy.asnumpy(dst_device, stream=stream)  # keeps pixels outside the window as they were
+        stream.synchronize()
+        instance._render_views(args, sources, staged)
+        dst_device[...] = cupy.asarray(staged)
+        # The staging buffer is freed when this returns, so the copy must be done by then.
+        stream.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Installing and checking
+
+
+def bundle_path() -> Path | None:
+    """The bundle built with this clarifx: $CLARIFX_OFX_BUNDLE, the one inside the package (pip install),
+    or the development build's (tools/dev-build)."""
+    here = Path(__file__).resolve().parent
+    candidates = [os.environ.get("CLARIFX_OFX_BUNDLE"), here / BUNDLE_NAME,
+                  here.parents[2] / "build" / "dev" / "ofx_bridge" / BUNDLE_NAME]
+    for c in candidates:
+        if c and (Path(c) / BINARY).is_file():
+            return Path(c)
+    return None
+
+
+def search_dirs() -> list[Path]:
+    """Where hosts look for plugins, in their order: $OFX_PLUGIN_PATH, then the standard folder."""
+    dirs = [Path(p) for p in os.environ.get("OFX_PLUGIN_PATH", "").split(os.pathsep) if p]
+    return dirs + [Path(STANDARD_DIR)]
+
+
+def _package_parent() -> Path:
+    return Path(__file__).resolve().parents[2]  # the folder holding the clarifx package
+
+
+def write_config(bundle: Path) -> Path:
+    """Tell the plugin which Python to start and where clarifx is (written into an installed bundle)."""
+    cfg = bundle / CONFIG
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(f"python={sys.executable}\npath={_package_parent()}\n")
+    return cfg
+
+
+def install(path: str | os.PathLike | None = None) -> Path:
+    """Copy the bundle to `path` (default: the first folder of $OFX_PLUGIN_PATH, else /usr/OFX/Plugins)
+    and point it at this Python. Returns the installed bundle."""
+    source = bundle_path()
+    if source is None:
+        raise FileNotFoundError("no built OFX bundle: reinstall clarifx with `pip install .` (CMake option "
+                                "CLARIFX_OFX=ON, the default) or set CLARIFX_OFX_BUNDLE")
+    target_dir = Path(path) if path is not None else search_dirs()[0]
+    target = target_dir / BUNDLE_NAME
+    if target.resolve() == source.resolve():
+        raise ValueError(f"{target}: that is the bundle being installed; choose another folder")
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".clarifx-ofx-", dir=target_dir))
+        try:
+            shutil.copytree(source, staging / BUNDLE_NAME, symlinks=False)
+            write_config(staging / BUNDLE_NAME)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging / BUNDLE_NAME, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except PermissionError as e:
+        raise PermissionError(f"{target_dir}: cannot write there ({e.strerror}); use `clarifx ofx install "
+                              "--path DIR` and add DIR to OFX_PLUGIN_PATH") from None
+    return target
+
+
+_PROBE = """
+import ctypes, json, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.OfxGetPlugin.restype = ctypes.c_void_p
+class Plugin(ctypes.Structure):
+    _fields_ = [("api", ctypes.c_char_p), ("api_version", ctypes.c_int), ("identifier", ctypes.c_char_p),
+                ("major", ctypes.c_uint), ("minor", ctypes.c_uint)]
+out = []
+for i in range(lib.OfxGetNumberOfPlugins()):
+    p = Plugin.from_address(lib.OfxGetPlugin(i))
+    out.append([p.identifier.decode(), p.major, p.minor, p.api.decode()])
+print(json.dumps(out))
+"""
+
+
+def probe(bundle: Path) -> list[list]:
+    """Load the bundle's binary in a fresh Python, as a host would, and list what it exposes."""
+    result = subprocess.run([sys.executable, "-c", _PROBE, str(bundle / BINARY)], capture_output=True, text=True,
+                            timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError((result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1])
+    import json
+
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def doctor() -> tuple[list[str], bool]:
+    """What a host will see: (report lines, whether all is well)."""
+    from .. import models
+
+    lines, ok = [], True
+    built = bundle_path()
+    lines.append(f"bundle built with this clarifx: {built or 'none (pip install . builds it)'}")
+    ok &= built is not None
+    installed = []
+    for d in search_dirs():
+        b = d / BUNDLE_NAME
+        if (b / BINARY).is_file():
+            installed.append(b)
+    if installed:
+        for b in installed:
+            cfg = b / CONFIG
+            where = cfg.read_text().replace("\n", " ").strip() if cfg.is_file() else "no clarifx.cfg"
+            lines.append(f"installed: {b} ({where})")
+    else:
+        ok = False
+        lines.append("installed: nowhere a host looks (" + ", ".join(map(str, search_dirs())) +
+                     "); run `clarifx ofx install`")
+    first = installed[0] if installed else built
+    if first is not None:
+        try:
+            plugins = probe(first)
+            lines.append(f"a host loading {first} sees {len(plugins)} effect(s):")
+            lines += [f"  {ident} v{major}.{minor}" for ident, major, minor, _ in plugins]
+            ok &= bool(plugins)
+        except Exception as e:  # noqa: BLE001  (reported, not raised: the doctor says what is wrong)
+            ok = False
+            lines.append(f"loading {first} fails: {e}")
+    for t in exposed_types():
+        try:
+            default = t.param("model").default
+        except KeyError:
+            continue
+        there = default in models.CARDS and models.installed_path(default).exists()
+        lines.append(f"{t.name}: default model {default} " + ("installed" if there else
+                     f"not installed (clarifx models install {default}, or choose another model)"))
+    lines.append("CUDA render: " + ("offered to hosts (CuPy present)" if cuda_render_possible()
+                                    else "not offered (pip install 'clarifx[cuda]')"))
+    return lines, bool(ok)
+
+
+def add_cli(subparsers) -> None:
+    """Register `clarifx ofx install [--path DIR]` and `clarifx ofx doctor`."""
+    p = subparsers.add_parser("ofx", help="install or check the OpenFX plugin")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    i = actions.add_parser("install", help="copy the plugin where OpenFX hosts look")
+    i.add_argument("--path", metavar="DIR", help="folder to install into (default: first of $OFX_PLUGIN_PATH, "
+                   f"else {STANDARD_DIR})")
+    actions.add_parser("doctor", help="what a host will see of the plugin")
+    p.set_defaults(run=_cli)
+
+
+def _cli(args) -> int:
+    if args.action == "install":
+        target = install(args.path)
+        print(f"installed {target}")
+        if not any(target.parent.resolve() == d.resolve() for d in search_dirs() if d.exists()):
+            print(f"note: hosts do not look in {target.parent}; add it to OFX_PLUGIN_PATH")
+        return 0
+    lines, ok = doctor()
+    print("\n".join(lines))
+    return 0 if ok else 1

@@ -203,6 +203,7 @@ const OfxPropertySuiteV1 *g_props = nullptr;
 const OfxImageEffectSuiteV1 *g_effect = nullptr;
 const OfxParameterSuiteV1 *g_params = nullptr;
 const OfxMessageSuiteV1 *g_message = nullptr;
+const OfxProgressSuiteV1 *g_progress = nullptr;  // optional: many hosts have none
 bool g_host_multires = false;
 
 std::mutex g_init_mutex;
@@ -214,9 +215,10 @@ std::vector<OfxPlugin> g_plugins;
 void log_error(const std::string &message) { std::fprintf(stderr, "clarifx OFX: %s\n", message.c_str()); }
 
 // Tell the host, and stderr (hosts bury messages from describe-time actions).
-void report(OfxImageEffectHandle effect, const std::string &message) {
-  log_error(message);
-  if (g_message && effect) g_message->message(effect, kOfxMessageError, "clarifx", "%s", message.c_str());
+// Called from catch blocks, so it must not throw itself.
+void report(OfxImageEffectHandle effect, const char *message) noexcept {
+  std::fprintf(stderr, "clarifx OFX: %s\n", message);
+  if (g_message && effect) g_message->message(effect, kOfxMessageError, "clarifx", "%s", message);
 }
 
 std::string directory_of(const std::string &path) {
@@ -330,9 +332,13 @@ void initialise() {
     }
   } catch (const std::exception &e) {
     g_init_error = e.what();
+  } catch (...) {
+    g_init_error = "unknown error while starting Python";
+  }
+  if (!g_init_error.empty()) {
     g_effects.clear();
     g_plugins.clear();
-    log_error(g_init_error + " (no effects exposed; `clarifx ofx doctor` tells more)");
+    std::fprintf(stderr, "clarifx OFX: %s (no effects exposed; `clarifx ofx doctor` tells more)\n", g_init_error.c_str());
   }
 }
 
@@ -437,6 +443,7 @@ OfxStatus on_load() {
   // Version 2 begins with version 1's one member, so either serves for message().
   g_message = static_cast<const OfxMessageSuiteV1 *>(g_host->fetchSuite(g_host->host, kOfxMessageSuite, 2));
   if (!g_message) g_message = static_cast<const OfxMessageSuiteV1 *>(g_host->fetchSuite(g_host->host, kOfxMessageSuite, 1));
+  g_progress = static_cast<const OfxProgressSuiteV1 *>(g_host->fetchSuite(g_host->host, kOfxProgressSuite, 1));
   if (!g_props || !g_effect || !g_params) return kOfxStatErrMissingHostFeature;
   g_host_multires = get_int(g_host->host, kOfxImageEffectPropSupportsMultiResolution, 0) != 0;
   if (!g_init_error.empty()) {
@@ -561,34 +568,70 @@ OfxStatus destroy_instance(OfxImageEffectHandle effect) {
 }
 
 OfxStatus clip_preferences(OfxImageEffectHandle effect, OfxPropertySetHandle out) {
+  // Every input keeps the components it comes with (RGB or RGBA); the output follows the Source.
+  std::string source_comps;
+  for (const std::string &name : g_effects[instance_of(effect)->effect].clips) {
+    OfxPropertySetHandle props = nullptr;
+    clip_handle(effect, name.c_str(), &props);
+    std::string comps = get_string(props, kOfxImageClipPropUnmappedComponents, kOfxImageComponentRGBA);
+    if (comps != kOfxImageComponentRGB) comps = kOfxImageComponentRGBA;  // alpha-only and others: as RGBA
+    if (source_comps.empty()) source_comps = comps;
+    g_props->propSetString(out, (kOfxImageClipPropComponentsPrefix + name).c_str(), 0, comps.c_str());
+  }
+  std::string output_key = std::string(kOfxImageClipPropComponentsPrefix) + kOfxImageEffectOutputClipName;
+  g_props->propSetString(out, output_key.c_str(), 0, source_comps.c_str());
   OfxPropertySetHandle src = nullptr;
   clip_handle(effect, kOfxImageEffectSimpleSourceClipName, &src);
-  std::string comps = get_string(src, kOfxImageClipPropUnmappedComponents, kOfxImageComponentRGBA);
-  if (comps != kOfxImageComponentRGB) comps = kOfxImageComponentRGBA;  // alpha-only and others: as RGBA
-  std::string source_key = std::string(kOfxImageClipPropComponentsPrefix) + kOfxImageEffectSimpleSourceClipName;
-  std::string output_key = std::string(kOfxImageClipPropComponentsPrefix) + kOfxImageEffectOutputClipName;
-  g_props->propSetString(out, source_key.c_str(), 0, comps.c_str());
-  g_props->propSetString(out, output_key.c_str(), 0, comps.c_str());
   std::string premult = get_string(src, kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied);
   g_props->propSetString(out, kOfxImageEffectPropPreMultiplication, 0, premult.c_str());
   return kOfxStatOK;
 }
 
+// What every per-frame question to Python needs, gathered from the host before the GIL is taken.
+struct FrameContext {
+  OfxTime time = 0;
+  std::vector<ParamValue> values;
+  OfxRectD source_rod{};
+  bool has_rod = false;
+  double source_par = 1.0;
+  double range[2] = {0, 0};  // the Source clip's frame range (temporal nodes clip their windows to it)
+  bool has_range = false;
+};
+
+FrameContext frame_context(const Instance &inst, OfxImageEffectHandle effect, OfxTime t) {
+  FrameContext c;
+  c.time = t;
+  c.values = param_values(inst, effect, t);
+  OfxPropertySetHandle props = nullptr;
+  OfxImageClipHandle src = clip_handle(effect, kOfxImageEffectSimpleSourceClipName, &props);
+  c.has_rod = g_effect->clipGetRegionOfDefinition(src, t, &c.source_rod) == kOfxStatOK;
+  c.source_par = get_double(props, kOfxImagePropPixelAspectRatio, 0, 1.0);
+  c.has_range = props && g_props->propGetDoubleN(props, kOfxImageEffectPropFrameRange, 2, c.range) == kOfxStatOK;
+  return c;
+}
+
+// The context as the dict clarifx.ofx.Instance takes (GIL held).
+Ref python_context(const FrameContext &c) {
+  Ref d = check(PyDict_New());
+  set_item(d.get(), "time", PyFloat_FromDouble(c.time));
+  set_item(d.get(), "params", python_params(c.values).release());
+  const OfxRectD &r = c.source_rod;
+  set_item(d.get(), "source_rod", c.has_rod ? Py_BuildValue("(dddd)", r.x1, r.y1, r.x2, r.y2) : (Py_INCREF(Py_None), Py_None));
+  set_item(d.get(), "source_par", PyFloat_FromDouble(c.source_par));
+  set_item(d.get(), "frame_range", c.has_range ? Py_BuildValue("(dd)", c.range[0], c.range[1]) : (Py_INCREF(Py_None), Py_None));
+  set_item(d.get(), "multires", PyBool_FromLong(g_host_multires));
+  return d;
+}
+
 OfxStatus region_of_definition(OfxImageEffectHandle effect, OfxPropertySetHandle in, OfxPropertySetHandle out) {
   const Instance &inst = *instance_of(effect);
-  OfxTime t = get_double(in, kOfxPropTime);
-  OfxPropertySetHandle src_props = nullptr;
-  OfxImageClipHandle src = clip_handle(effect, kOfxImageEffectSimpleSourceClipName, &src_props);
-  OfxRectD rod{};
-  if (g_effect->clipGetRegionOfDefinition(src, t, &rod) != kOfxStatOK) return kOfxStatReplyDefault;
-  double par = get_double(src_props, kOfxImagePropPixelAspectRatio, 0, 1.0);
-  auto values = param_values(inst, effect, t);
+  FrameContext c = frame_context(inst, effect, get_double(in, kOfxPropTime));
+  if (!c.has_rod) return kOfxStatReplyDefault;
   double r[4];
   {
     Gil gil;
-    Ref params = python_params(values);
-    Ref result = check(PyObject_CallMethod(inst.python, "region_of_definition", "O(dddd)dO", params.get(), rod.x1,
-                                           rod.y1, rod.x2, rod.y2, par, g_host_multires ? Py_True : Py_False));
+    Ref context = python_context(c);
+    Ref result = check(PyObject_CallMethod(inst.python, "region_of_definition", "O", context.get()));
     if (result.get() == Py_None) return kOfxStatReplyDefault;
     if (!PyArg_ParseTuple(result.get(), "dddd", &r[0], &r[1], &r[2], &r[3])) throw std::runtime_error(python_error());
   }
@@ -609,27 +652,74 @@ OfxStatus regions_of_interest(OfxImageEffectHandle effect, OfxPropertySetHandle 
   return kOfxStatOK;
 }
 
-std::vector<double> python_frames_needed(const Instance &inst, const std::vector<ParamValue> &values, OfxTime t) {
-  std::vector<double> ranges;
+// Per input clip (in clip order), the frame ranges as flat (first, last) pairs.
+using FrameRanges = std::vector<std::vector<double>>;
+
+FrameRanges python_frames_needed(const Instance &inst, const FrameContext &c) {
+  const std::vector<std::string> &clips = g_effects[inst.effect].clips;
+  FrameRanges ranges(clips.size());
   Gil gil;
-  Ref params = python_params(values);
-  Ref result = check(PyObject_CallMethod(inst.python, "frames_needed", "Od", params.get(), t));
-  Ref seq = check(PySequence_Fast(result.get(), "frames_needed must return a list"));
-  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.get()); ++i) {
-    double a, b;
-    if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq.get(), i), "dd", &a, &b)) throw std::runtime_error(python_error());
-    ranges.push_back(a);
-    ranges.push_back(b);
+  Ref context = python_context(c);
+  Ref result = check(PyObject_CallMethod(inst.python, "frames_needed", "O", context.get()));
+  if (!PyDict_Check(result.get())) throw std::runtime_error("frames_needed must return {clip: ranges}");
+  for (size_t k = 0; k < clips.size(); ++k) {
+    PyObject *list = PyDict_GetItemString(result.get(), clips[k].c_str());  // borrowed
+    if (!list) continue;
+    Ref seq = check(PySequence_Fast(list, "frames_needed ranges must be a list"));
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.get()); ++i) {
+      double a, b;
+      if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq.get(), i), "dd", &a, &b)) throw std::runtime_error(python_error());
+      ranges[k].push_back(a);
+      ranges[k].push_back(b);
+    }
   }
   return ranges;
 }
 
 OfxStatus frames_needed(OfxImageEffectHandle effect, OfxPropertySetHandle in, OfxPropertySetHandle out) {
   const Instance &inst = *instance_of(effect);
-  OfxTime t = get_double(in, kOfxPropTime);
-  std::vector<double> ranges = python_frames_needed(inst, param_values(inst, effect, t), t);
-  std::string key = std::string(kOfxImageClipPropFrameRangePrefix) + kOfxImageEffectSimpleSourceClipName;
-  g_props->propSetDoubleN(out, key.c_str(), static_cast<int>(ranges.size()), ranges.data());
+  FrameRanges ranges = python_frames_needed(inst, frame_context(inst, effect, get_double(in, kOfxPropTime)));
+  const std::vector<std::string> &clips = g_effects[inst.effect].clips;
+  for (size_t k = 0; k < clips.size(); ++k) {
+    std::string key = kOfxImageClipPropFrameRangePrefix + clips[k];
+    g_props->propSetDoubleN(out, key.c_str(), static_cast<int>(ranges[k].size()), ranges[k].data());
+  }
+  return kOfxStatOK;
+}
+
+// kOfxStatOK with the clip and time to pass through when the node would hand back its input unchanged
+// (a Denoise at strength 0): the host then copies that input and never calls Render.
+OfxStatus is_identity(OfxImageEffectHandle effect, OfxPropertySetHandle in, OfxPropertySetHandle out) {
+  const Instance &inst = *instance_of(effect);
+  FrameContext c = frame_context(inst, effect, get_double(in, kOfxPropTime));
+  std::string clip;
+  double time = c.time;
+  {
+    Gil gil;
+    Ref context = python_context(c);
+    Ref result = check(PyObject_CallMethod(inst.python, "is_identity", "O", context.get()));
+    if (result.get() == Py_None) return kOfxStatReplyDefault;
+    const char *name = nullptr;
+    if (!PyArg_ParseTuple(result.get(), "sd", &name, &time)) throw std::runtime_error(python_error());
+    clip = name;
+  }
+  g_props->propSetString(out, kOfxPropName, 0, clip.c_str());
+  g_props->propSetDouble(out, kOfxPropTime, 0, time);
+  return kOfxStatOK;
+}
+
+// General context only. Every clarifx node makes one output frame per Source frame (temporal nodes
+// clip their windows to the Source's range), so the domain is the Source's range. The host's default
+// (the union of the non-optional inputs) says the same, since further inputs are optional; answering
+// keeps hosts that count optional inputs in their default from stretching it.
+OfxStatus time_domain(OfxImageEffectHandle effect, OfxPropertySetHandle out) {
+  OfxPropertySetHandle props = nullptr;
+  clip_handle(effect, kOfxImageEffectSimpleSourceClipName, &props);
+  double range[2];
+  if (!props || g_props->propGetDoubleN(props, kOfxImageEffectPropFrameRange, 2, range) != kOfxStatOK) {
+    return kOfxStatReplyDefault;
+  }
+  g_props->propSetDoubleN(out, kOfxImageEffectPropFrameRange, 2, range);
   return kOfxStatOK;
 }
 
@@ -648,16 +738,20 @@ struct Images {
   ~Images() {
     for (auto h : held) g_effect->clipReleaseImage(h);
   }
+  // False where the host has no image (outside the clip, an unconnected clip: Resolve hands NULL).
   bool fetch(OfxImageClipHandle clip, OfxTime t, ImageInfo &info) {
-    if (g_effect->clipGetImage(clip, t, nullptr, &info.handle) != kOfxStatOK || !info.handle) return false;
-    held.push_back(info.handle);
-    g_props->propGetPointer(info.handle, kOfxImagePropData, 0, &info.data);
-    g_props->propGetIntN(info.handle, kOfxImagePropBounds, 4, info.bounds);
-    info.row_bytes = get_int(info.handle, kOfxImagePropRowBytes);
-    info.depth = get_string(info.handle, kOfxImageEffectPropPixelDepth);
-    info.components = get_string(info.handle, kOfxImageEffectPropComponents);
-    info.premultiplication = get_string(info.handle, kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied);
-    info.par = get_double(info.handle, kOfxImagePropPixelAspectRatio, 0, 1.0);
+    OfxPropertySetHandle h = nullptr;
+    OfxStatus st = g_effect->clipGetImage(clip, t, nullptr, &h);
+    if (h) held.push_back(h);  // a host that fails yet hands an image still gets it back
+    if (st != kOfxStatOK || !h) return false;
+    info.handle = h;
+    g_props->propGetPointer(h, kOfxImagePropData, 0, &info.data);
+    g_props->propGetIntN(h, kOfxImagePropBounds, 4, info.bounds);
+    info.row_bytes = get_int(h, kOfxImagePropRowBytes);
+    info.depth = get_string(h, kOfxImageEffectPropPixelDepth);
+    info.components = get_string(h, kOfxImageEffectPropComponents);
+    info.premultiplication = get_string(h, kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied);
+    info.par = get_double(h, kOfxImagePropPixelAspectRatio, 0, 1.0);
     return true;
   }
 };
@@ -674,8 +768,29 @@ PyObject *python_image(const ImageInfo &i) {
   return d.release();
 }
 
+// The host's progress bar for one render, when it offers the (optional) progress suite.
+class Progress {
+ public:
+  Progress(OfxImageEffectHandle effect, const std::string &label) : effect_(effect) {
+    started_ = g_progress && g_progress->progressStart(effect, label.c_str()) == kOfxStatOK;
+  }
+  ~Progress() {
+    if (started_) g_progress->progressEnd(effect_);
+  }
+  Progress(const Progress &) = delete;
+  Progress &operator=(const Progress &) = delete;
+  bool started() const { return started_; }
+
+ private:
+  OfxImageEffectHandle effect_;
+  bool started_ = false;
+};
+
+bool aborted(OfxImageEffectHandle effect) { return g_effect->abort && g_effect->abort(effect) != 0; }
+
 OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle in) {
   const Instance &inst = *instance_of(effect);
+  const Effect &e = g_effects[inst.effect];
   OfxTime t = get_double(in, kOfxPropTime);
   int window[4] = {0, 0, 0, 0};
   g_props->propGetIntN(in, kOfxImageEffectPropRenderWindow, 4, window);
@@ -683,46 +798,62 @@ OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle in) {
   void *stream = nullptr;
   if (cuda && g_props->propGetPointer(in, kOfxImageEffectPropCudaStream, 0, &stream) != kOfxStatOK) stream = nullptr;
 
-  auto values = param_values(inst, effect, t);
-  std::vector<double> ranges = python_frames_needed(inst, values, t);
-  OfxPropertySetHandle src_props = nullptr;
-  OfxImageClipHandle src = clip_handle(effect, kOfxImageEffectSimpleSourceClipName, &src_props);
+  FrameContext c = frame_context(inst, effect, t);
+  FrameRanges ranges = python_frames_needed(inst, c);
   OfxImageClipHandle dst = clip_handle(effect, kOfxImageEffectOutputClipName);
-  OfxRectD rod{};
-  g_effect->clipGetRegionOfDefinition(src, t, &rod);
-  double par = get_double(src_props, kOfxImagePropPixelAspectRatio, 0, 1.0);
 
+  // An abandoned render returns kOfxStatFailed (its output is not a picture the host may keep) but
+  // posts no message: the host asked for it.
+  Progress progress(effect, "clarifx " + e.label);
   Images images;
   ImageInfo output;
+  if (aborted(effect)) return kOfxStatFailed;
   if (!images.fetch(dst, t, output)) throw std::runtime_error("the host gave no output image");
-  std::vector<std::pair<OfxTime, ImageInfo>> sources;  // a frame the host cannot give stays absent (None)
-  for (size_t r = 0; r + 1 < ranges.size(); r += 2) {
-    for (double f = ranges[r]; f <= ranges[r + 1]; f += 1) {
-      ImageInfo info;
-      sources.emplace_back(f, images.fetch(src, f, info) ? info : ImageInfo{});
+  struct ClipImages {
+    bool connected;
+    std::vector<std::pair<OfxTime, ImageInfo>> frames;  // a frame the host cannot give stays absent (None)
+  };
+  std::vector<ClipImages> inputs;
+  for (size_t k = 0; k < e.clips.size(); ++k) {
+    OfxPropertySetHandle props = nullptr;
+    OfxImageClipHandle clip = clip_handle(effect, e.clips[k].c_str(), &props);
+    ClipImages ci{get_int(props, kOfxImageClipPropConnected, 1) != 0, {}};
+    for (size_t r = 0; ci.connected && r + 1 < ranges[k].size(); r += 2) {
+      for (double f = ranges[k][r]; f <= ranges[k][r + 1]; f += 1) {
+        if (aborted(effect)) return kOfxStatFailed;  // between frames: each fetch may make the host render
+        ImageInfo info;
+        ci.frames.emplace_back(f, images.fetch(clip, f, info) ? info : ImageInfo{});
+      }
     }
+    inputs.push_back(std::move(ci));
   }
 
   Gil gil;
-  Ref args = check(PyDict_New());
-  set_item(args.get(), "time", PyFloat_FromDouble(t));
+  Ref args = python_context(c);
   set_item(args.get(), "window", Py_BuildValue("(iiii)", window[0], window[1], window[2], window[3]));
-  set_item(args.get(), "multires", PyBool_FromLong(g_host_multires));
   set_item(args.get(), "cuda", PyBool_FromLong(cuda));
   set_item(args.get(), "stream", PyLong_FromVoidPtr(stream));
-  set_item(args.get(), "params", python_params(values).release());
-  set_item(args.get(), "source_rod", Py_BuildValue("(dddd)", rod.x1, rod.y1, rod.x2, rod.y2));
-  set_item(args.get(), "source_par", PyFloat_FromDouble(par));
   set_item(args.get(), "output", python_image(output));
-  Ref frames = check(PyDict_New());
-  for (const auto &[f, info] : sources) {
-    Ref key = check(PyLong_FromLong(static_cast<long>(f)));
-    Ref value = info.handle ? check(python_image(info)) : Ref((Py_INCREF(Py_None), Py_None));
-    if (PyDict_SetItem(frames.get(), key.get(), value.get()) != 0) throw std::runtime_error(python_error());
+  Ref clips = check(PyList_New(0));
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    Ref frames = check(PyDict_New());
+    for (const auto &[f, info] : inputs[k].frames) {
+      Ref key = check(PyLong_FromLong(static_cast<long>(f)));
+      Ref value = info.handle ? check(python_image(info)) : Ref((Py_INCREF(Py_None), Py_None));
+      if (PyDict_SetItem(frames.get(), key.get(), value.get()) != 0) throw std::runtime_error(python_error());
+    }
+    Ref clip = check(Py_BuildValue("{s:s,s:O,s:O}", "name", e.clips[k].c_str(), "connected",
+                                   inputs[k].connected ? Py_True : Py_False, "frames", frames.get()));
+    if (PyList_Append(clips.get(), clip.get()) != 0) throw std::runtime_error(python_error());
   }
-  set_item(args.get(), "sources", frames.release());
-  check(PyObject_CallMethod(inst.python, "render", "O", args.get()));
-  return kOfxStatOK;
+  set_item(args.get(), "clips", clips.release());
+  // Python polls the host between its stages through these (ctypes releases the GIL around each call).
+  set_item(args.get(), "effect", PyLong_FromVoidPtr(effect));
+  set_item(args.get(), "abort", PyLong_FromVoidPtr(g_effect->abort ? reinterpret_cast<void *>(g_effect->abort) : nullptr));
+  set_item(args.get(), "progress",
+           PyLong_FromVoidPtr(progress.started() ? reinterpret_cast<void *>(g_progress->progressUpdate) : nullptr));
+  Ref done = check(PyObject_CallMethod(inst.python, "render", "O", args.get()));
+  return PyObject_IsTrue(done.get()) == 1 ? kOfxStatOK : kOfxStatFailed;
 }
 
 OfxStatus purge_caches() {
@@ -747,13 +878,15 @@ OfxStatus dispatch(size_t index, const char *action, OfxImageEffectHandle effect
     if (a == kOfxActionCreateInstance) return create_instance(index, effect);
     if (a == kOfxActionDestroyInstance) return destroy_instance(effect);
     if (a == kOfxImageEffectActionGetClipPreferences) return clip_preferences(effect, out);
+    if (a == kOfxImageEffectActionGetTimeDomain) return time_domain(effect, out);
     if (a == kOfxImageEffectActionGetRegionOfDefinition) return region_of_definition(effect, in, out);
     if (a == kOfxImageEffectActionGetRegionsOfInterest) return regions_of_interest(effect, in, out);
     if (a == kOfxImageEffectActionGetFramesNeeded) return frames_needed(effect, in, out);
+    if (a == kOfxImageEffectActionIsIdentity) return is_identity(effect, in, out);
     if (a == kOfxImageEffectActionRender) return render(effect, in);
     if (a == kOfxImageEffectActionBeginSequenceRender || a == kOfxImageEffectActionEndSequenceRender) return kOfxStatOK;
     if (a == kOfxActionPurgeCaches) return purge_caches();
-    return kOfxStatReplyDefault;  // IsIdentity, GetTimeDomain, InstanceChanged, SyncPrivateData, ...
+    return kOfxStatReplyDefault;  // InstanceChanged, SyncPrivateData, ...
   } catch (const std::exception &err) {
     report(effect, err.what());
   } catch (...) {
@@ -769,15 +902,24 @@ OfxStatus main_entry(const char *action, const void *handle, OfxPropertySetHandl
 
 }  // namespace
 
+// The exported entry points catch everything too: nothing may unwind into a host.
 CLARIFX_EXPORT int OfxGetNumberOfPlugins(void) {
-  initialise();
-  return static_cast<int>(g_plugins.size());
+  try {
+    initialise();
+    return static_cast<int>(g_plugins.size());
+  } catch (...) {
+    return 0;
+  }
 }
 
 CLARIFX_EXPORT OfxPlugin *OfxGetPlugin(int nth) {
-  initialise();
-  if (nth < 0 || static_cast<size_t>(nth) >= g_plugins.size()) return nullptr;
-  return &g_plugins[static_cast<size_t>(nth)];
+  try {
+    initialise();
+    if (nth < 0 || static_cast<size_t>(nth) >= g_plugins.size()) return nullptr;
+    return &g_plugins[static_cast<size_t>(nth)];
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 CLARIFX_EXPORT OfxStatus OfxSetHost(const OfxHost *host) {

@@ -13,6 +13,14 @@
 //          --report FILE [--profile resolve|nuke|natron] [--param NAME=VALUE]... [--time T] [--first F --last L]
 //          [--render-scale S] [--depth float|half|byte] [--components RGBA|RGB] [--premult straight|premultiplied]
 //          [--negative-row-bytes] [--threads N] [--cycles N] [--cuda] [--python-lib PATH]
+//          [--clip-input NAME=PREFIX] [--clip-range NAME=FIRST:LAST] [--missing-clip NAME=null|failed|unconnected]
+//          [--abort-after N] [--progress] [--progress-cancel-at FRACTION]
+// A plugin that answers IsIdentity gets no Render: the host copies the named clip's image, as hosts do.
+// --missing-clip mimics hosts that have no image for a clip: Resolve hands unconnected clips as NULL
+// images (null: kOfxStatOK and a NULL handle), others fail the fetch (failed), or say so (unconnected).
+// --abort-after N: the abort function says "abort" from its (N+1)th call on. --progress offers the
+// progress suite (its calls are reported); --progress-cancel-at: progressUpdate answers kOfxStatReplyNo
+// (the user pressed Cancel) from that fraction on.
 // Exit status: 0 when the host ran to the end (whatever the plugin returned), 2 on bad usage,
 // 77 when --cuda is asked for and no CUDA device is usable.
 #include <dlfcn.h>
@@ -199,6 +207,11 @@ struct Options {
   int width = 0, height = 0, first = 1, last = 1, threads = 1, cycles = 1;
   double time = 1, render_scale = 1;
   bool negative_row_bytes = false, cuda = false;
+  std::map<std::string, std::string> clip_inputs, missing;  // clip name -> raw-file prefix, missing mode
+  std::map<std::string, std::pair<int, int>> clip_ranges;    // clip name -> frame range (default first..last)
+  long abort_after = -1;                                     // -1: never abort
+  bool progress = false;
+  double progress_cancel_at = 2;                             // > 1: never cancel
 };
 Options g_opt;
 bool g_multires = true;
@@ -207,8 +220,8 @@ std::vector<std::string> g_messages;
 std::mutex g_messages_mutex;
 
 // Source frame t at render scale s, as float RGBA top-down (box-filtered when s = 1/k).
-std::vector<float> load_frame(int t, int &w, int &h) {
-  std::string path = g_opt.input + "." + std::to_string(t) + ".raw";
+std::vector<float> load_frame(const std::string &prefix, int t, int &w, int &h) {
+  std::string path = prefix + "." + std::to_string(t) + ".raw";
   std::ifstream in(path, std::ios::binary);
   std::vector<float> full(static_cast<size_t>(g_opt.width) * g_opt.height * 4);
   if (!in.read(reinterpret_cast<char *>(full.data()), full.size() * sizeof(float))) {
@@ -409,6 +422,13 @@ OfxStatus clipGetPropertySet(OfxImageClipHandle clip, OfxPropertySetHandle *p) {
   return kOfxStatOK;
 }
 
+std::atomic<long> g_source_fetches{0};
+
+std::pair<int, int> clip_range(const std::string &name) {
+  auto it = g_opt.clip_ranges.find(name);
+  return it != g_opt.clip_ranges.end() ? it->second : std::make_pair(g_opt.first, g_opt.last);
+}
+
 struct HostImage {
   PropSet props;
   std::unique_ptr<Buffer> owned;  // source images own their pixels; the output's belong to the render
@@ -444,10 +464,18 @@ OfxStatus clipGetImage(OfxImageClipHandle clip, OfxTime t, const OfxRectD *, Ofx
     if (!c->effect->output) return kOfxStatFailed;
     describe_image(*img, *c->effect->output, source_premult());
   } else {
+    ++g_source_fetches;
+    auto missing = g_opt.missing.find(c->name);
+    if (missing != g_opt.missing.end()) {
+      *out = nullptr;
+      return missing->second == "null" ? kOfxStatOK : kOfxStatFailed;
+    }
     int ti = static_cast<int>(std::lround(t));
-    if (ti < g_opt.first || ti > g_opt.last) return kOfxStatFailed;  // outside the clip: no image
+    auto [first, last] = clip_range(c->name);
+    if (ti < first || ti > last) return kOfxStatFailed;  // outside the clip: no image
     int w = 0, h = 0;
-    std::vector<float> pixels = load_frame(ti, w, h);
+    auto input = g_opt.clip_inputs.find(c->name);
+    std::vector<float> pixels = load_frame(input != g_opt.clip_inputs.end() ? input->second : g_opt.input, ti, w, h);
     if (pixels.empty()) return kOfxStatFailed;
     img->owned = std::make_unique<Buffer>();
     Buffer &b = *img->owned;
@@ -474,7 +502,11 @@ OfxStatus clipGetRegionOfDefinition(OfxImageClipHandle clip, OfxTime, OfxRectD *
   *rod = c->name == kOfxImageEffectOutputClipName ? c->effect->output_rod : source_rod();
   return kOfxStatOK;
 }
-int abortRender(OfxImageEffectHandle) { return 0; }
+std::atomic<long> g_abort_calls{0};
+int abortRender(OfxImageEffectHandle) {
+  long n = ++g_abort_calls;
+  return g_opt.abort_after >= 0 && n > g_opt.abort_after ? 1 : 0;
+}
 OfxStatus imageMemoryAlloc(OfxImageEffectHandle, size_t n, OfxImageMemoryHandle *m) {
   if (!m) return kOfxStatErrBadHandle;
   *m = reinterpret_cast<OfxImageMemoryHandle>(std::malloc(n ? n : 1));
@@ -637,6 +669,30 @@ OfxStatus message(void *, const char *type, const char *id, const char *format, 
 OfxStatus clearPersistentMessage(void *) { return kOfxStatOK; }
 const OfxMessageSuiteV2 kMessageSuite = {message, message, clearPersistentMessage};
 
+std::vector<std::string> g_progress_log;
+std::mutex g_progress_mutex;
+OfxStatus progressStart(void *effect, const char *label) {
+  if (!effect) return kOfxStatErrBadHandle;
+  std::lock_guard<std::mutex> lock(g_progress_mutex);
+  g_progress_log.push_back(std::string("start:") + (label ? label : ""));
+  return kOfxStatOK;
+}
+OfxStatus progressUpdate(void *effect, double progress) {
+  if (!effect) return kOfxStatErrBadHandle;
+  std::lock_guard<std::mutex> lock(g_progress_mutex);
+  char text[64];
+  std::snprintf(text, sizeof text, "update:%.4f", progress);
+  g_progress_log.push_back(text);
+  return progress >= g_opt.progress_cancel_at ? kOfxStatReplyNo : kOfxStatOK;
+}
+OfxStatus progressEnd(void *effect) {
+  if (!effect) return kOfxStatErrBadHandle;
+  std::lock_guard<std::mutex> lock(g_progress_mutex);
+  g_progress_log.push_back("end");
+  return kOfxStatOK;
+}
+const OfxProgressSuiteV1 kProgressSuite = {progressStart, progressUpdate, progressEnd};
+
 PropSet *g_host_props = nullptr;
 const void *fetchSuite(OfxPropertySetHandle, const char *name, int version) {
   std::string n = name ? name : "";
@@ -646,6 +702,7 @@ const void *fetchSuite(OfxPropertySetHandle, const char *name, int version) {
   if (n == kOfxMemorySuite && version == 1) return &kMemorySuite;
   if (n == kOfxMultiThreadSuite && version == 1) return &kThreadSuite;
   if (n == kOfxMessageSuite && (version == 1 || version == 2)) return &kMessageSuite;
+  if (n == kOfxProgressSuite && version == 1 && g_opt.progress) return &kProgressSuite;
   return nullptr;
 }
 OfxHost g_host{nullptr, fetchSuite};
@@ -721,7 +778,12 @@ std::unique_ptr<Effect> make_instance(Effect &desc, const char *context) {
     clipDefine(reinterpret_cast<OfxImageEffectHandle>(e.get()), name.c_str(), &unused);
     Clip &c = *e->clips[name];
     for (auto &[k, prop] : desc.clips[name]->props.props) c.props.props[k] = prop;
-    propSetInt(handle(&c.props), kOfxImageClipPropConnected, 0, 1);
+    auto missing = g_opt.missing.find(name);
+    propSetInt(handle(&c.props), kOfxImageClipPropConnected, 0,
+               missing != g_opt.missing.end() && missing->second == "unconnected" ? 0 : 1);
+    auto [first, last] = clip_range(name);
+    double range[2] = {static_cast<double>(first), static_cast<double>(last)};
+    propSetDoubleN(handle(&c.props), kOfxImageEffectPropFrameRange, 2, range);
     propSetString(handle(&c.props), kOfxImageClipPropUnmappedComponents, 0,
                   g_opt.components == "RGB" ? kOfxImageComponentRGB : kOfxImageComponentRGBA);
     propSetString(handle(&c.props), kOfxImageClipPropUnmappedPixelDepth, 0, ofx_depth());
@@ -764,6 +826,15 @@ std::string run_instance(Plugin &plugin, Effect &desc, const char *context, int 
   PropSet prefs_out;
   r << ",\"clip_preferences\":" << plugin.call(kOfxImageEffectActionGetClipPreferences, h, nullptr, &prefs_out);
   r << ",\"output_components\":" << q(sget(prefs_out, (std::string(kOfxImageClipPropComponentsPrefix) + "Output").c_str()));
+  if (std::strcmp(context, kOfxImageEffectContextGeneral) == 0) {  // hosts ask only in the General context
+    PropSet td_out;
+    double whole[2] = {0, 0};
+    propSetDoubleN(handle(&td_out), kOfxImageEffectPropFrameRange, 2, whole);
+    r << ",\"time_domain_status\":" << plugin.call(kOfxImageEffectActionGetTimeDomain, h, nullptr, &td_out);
+    std::vector<double> domain(2, 0);
+    propGetDoubleN(handle(&td_out), kOfxImageEffectPropFrameRange, 2, domain.data());
+    r << ",\"time_domain\":" << arr(domain);
+  }
 
   double scale[2] = {g_opt.render_scale, g_opt.render_scale};
   PropSet rod_in, rod_out;
@@ -789,24 +860,47 @@ std::string run_instance(Plugin &plugin, Effect &desc, const char *context, int 
   propGetDoubleN(handle(&roi_out), "OfxImageClipPropRoI_Source", 4, roi.data());
   r << ",\"roi_status\":" << st << ",\"roi\":" << arr(roi);
 
+  // Every input clip's range starts as the current frame (the specification's default), then the plugin answers.
   PropSet fn_in, fn_out;
   propSetDouble(handle(&fn_in), kOfxPropTime, 0, g_opt.time);
   double same[2] = {g_opt.time, g_opt.time};
-  propSetDoubleN(handle(&fn_out), "OfxImageClipPropFrameRange_Source", 2, same);
+  for (auto &name : inst->clip_order)
+    if (name != kOfxImageEffectOutputClipName) propSetDoubleN(handle(&fn_out), (kOfxImageClipPropFrameRangePrefix + name).c_str(), 2, same);
   st = plugin.call(kOfxImageEffectActionGetFramesNeeded, h, &fn_in, &fn_out);
-  int n = dimension(fn_out, "OfxImageClipPropFrameRange_Source");
-  std::vector<double> ranges(n);
-  propGetDoubleN(handle(&fn_out), "OfxImageClipPropFrameRange_Source", n, ranges.data());
-  r << ",\"frames_needed_status\":" << st << ",\"frames_needed\":" << arr(ranges);
-
-  PropSet id_in, id_out;
-  propSetDouble(handle(&id_in), kOfxPropTime, 0, g_opt.time);
-  propSetDoubleN(handle(&id_in), kOfxImageEffectPropRenderScale, 2, scale);
-  r << ",\"is_identity\":" << plugin.call(kOfxImageEffectActionIsIdentity, h, &id_in, &id_out);
+  r << ",\"frames_needed_status\":" << st << ",\"frames_needed_clips\":{";
+  std::vector<double> source_ranges;
+  bool comma = false;
+  for (auto &name : inst->clip_order) {
+    if (name == kOfxImageEffectOutputClipName) continue;
+    std::string key = kOfxImageClipPropFrameRangePrefix + name;
+    std::vector<double> ranges(dimension(fn_out, key.c_str()));
+    propGetDoubleN(handle(&fn_out), key.c_str(), static_cast<int>(ranges.size()), ranges.data());
+    if (name == kOfxImageEffectSimpleSourceClipName) source_ranges = ranges;
+    r << (comma ? "," : "") << q(name) << ":" << arr(ranges);
+    comma = true;
+  }
+  r << "},\"frames_needed\":" << arr(source_ranges);
 
   Buffer output;
   OfxRectI ob{static_cast<int>(std::floor(rod[0] * g_opt.render_scale)), static_cast<int>(std::floor(rod[1] * g_opt.render_scale)),
               static_cast<int>(std::ceil(rod[2] * g_opt.render_scale)), static_cast<int>(std::ceil(rod[3] * g_opt.render_scale))};
+  int window[4] = {ob.x1, ob.y1, ob.x2, ob.y2};
+
+  // Hosts pre-set the answer's defaults; an effect that is an identity names the clip (and time) to copy.
+  PropSet id_in, id_out;
+  propSetDouble(handle(&id_in), kOfxPropTime, 0, g_opt.time);
+  propSetString(handle(&id_in), kOfxImageEffectPropFieldToRender, 0, kOfxImageFieldNone);
+  propSetIntN(handle(&id_in), kOfxImageEffectPropRenderWindow, 4, window);
+  propSetDoubleN(handle(&id_in), kOfxImageEffectPropRenderScale, 2, scale);
+  propSetString(handle(&id_out), kOfxPropName, 0, "");
+  propSetDouble(handle(&id_out), kOfxPropTime, 0, g_opt.time);
+  OfxStatus identity = plugin.call(kOfxImageEffectActionIsIdentity, h, &id_in, &id_out);
+  std::string identity_clip = sget(id_out, kOfxPropName);
+  double identity_time = g_opt.time;
+  propGetDouble(handle(&id_out), kOfxPropTime, 0, &identity_time);
+  r << ",\"is_identity\":" << identity;
+  if (identity == kOfxStatOK) r << ",\"identity_clip\":" << q(identity_clip) << ",\"identity_time\":" << identity_time;
+
   output.allocate(ob);
   output.upload();
   inst->output = &output;
@@ -821,11 +915,29 @@ std::string run_instance(Plugin &plugin, Effect &desc, const char *context, int 
   propSetDoubleN(handle(&seq_in), kOfxImageEffectPropRenderScale, 2, scale);
   propSetInt(handle(&seq_in), kOfxPropIsInteractive, 0, 0);
   r << ",\"begin_sequence\":" << plugin.call(kOfxImageEffectActionBeginSequenceRender, h, &seq_in);
+  if (identity == kOfxStatOK) {  // no Render: copy the named clip's image where the window wants it
+    auto clip = inst->clips.find(identity_clip);
+    OfxPropertySetHandle image = nullptr;
+    if (clip == inst->clips.end() ||
+        clipGetImage(reinterpret_cast<OfxImageClipHandle>(clip->second.get()), identity_time, nullptr, &image) != kOfxStatOK || !image) {
+      r << ",\"identity_copy\":1";
+    } else {
+      Buffer &src = *reinterpret_cast<HostImage *>(image)->owned;
+      for (int y = ob.y1; y < ob.y2; ++y)
+        for (int x = ob.x1; x < ob.x2; ++x)
+          for (int k = 0; k < channels(); ++k) {
+            bool inside = x >= src.bounds.x1 && x < src.bounds.x2 && y >= src.bounds.y1 && y < src.bounds.y2;
+            output.set(x, y, k, inside ? src.get(x, y, k) : 0.f);
+          }
+      clipReleaseImage(image);
+      output.upload();
+      r << ",\"identity_copy\":0";
+    }
+  }
 
   PropSet render_in;
   propSetDouble(handle(&render_in), kOfxPropTime, 0, g_opt.time);
   propSetString(handle(&render_in), kOfxImageEffectPropFieldToRender, 0, kOfxImageFieldNone);
-  int window[4] = {ob.x1, ob.y1, ob.x2, ob.y2};
   propSetIntN(handle(&render_in), kOfxImageEffectPropRenderWindow, 4, window);
   propSetDoubleN(handle(&render_in), kOfxImageEffectPropRenderScale, 2, scale);
   propSetInt(handle(&render_in), kOfxImageEffectPropSequentialRenderStatus, 0, 0);
@@ -836,7 +948,7 @@ std::string run_instance(Plugin &plugin, Effect &desc, const char *context, int 
     propSetPointer(handle(&render_in), kOfxImageEffectPropCudaStream, 0, stream);
   }
 #endif
-  r << ",\"render\":" << plugin.call(kOfxImageEffectActionRender, h, &render_in);
+  r << ",\"render\":" << (identity == kOfxStatOK ? -1 : plugin.call(kOfxImageEffectActionRender, h, &render_in));
 #ifdef CLARIFX_TESTHOST_CUDA
   if (g_opt.cuda) {
     cudaStreamSynchronize(stream);
@@ -942,7 +1054,8 @@ std::string run_cycle(const char *binary) {
     r << ",\"unload\":" << plugin.call(kOfxActionUnload, nullptr);
   }
   r << ",\"dlclose\":" << dlclose(lib) << ",\"images_outstanding\":" << g_images_out.load()
-    << ",\"live_propsets\":" << g_live_propsets.load() << ",\"rss_kb\":" << rss_kb() << "}";
+    << ",\"live_propsets\":" << g_live_propsets.load() << ",\"rss_kb\":" << rss_kb()
+    << ",\"abort_calls\":" << g_abort_calls.load() << ",\"source_fetches\":" << g_source_fetches.load() << "}";
   return r.str();
 }
 
@@ -973,6 +1086,18 @@ bool parse(int argc, char **argv) {
     else if (a == "--render-scale") g_opt.render_scale = std::atof(next().c_str());
     else if (a == "--negative-row-bytes") g_opt.negative_row_bytes = true;
     else if (a == "--cuda") g_opt.cuda = true;
+    else if (a == "--progress") g_opt.progress = true;
+    else if (a == "--progress-cancel-at") g_opt.progress_cancel_at = std::atof(next().c_str());
+    else if (a == "--abort-after") g_opt.abort_after = std::atol(next().c_str());
+    else if (a == "--clip-input" || a == "--clip-range" || a == "--missing-clip") {
+      std::string v = next();
+      auto eq = v.find('=');
+      if (eq == std::string::npos) { std::fprintf(stderr, "testhost: %s wants NAME=VALUE\n", a.c_str()); return false; }
+      std::string name = v.substr(0, eq), value = v.substr(eq + 1);
+      if (a == "--clip-input") g_opt.clip_inputs[name] = value;
+      else if (a == "--missing-clip") g_opt.missing[name] = value;
+      else g_opt.clip_ranges[name] = {std::atoi(value.c_str()), std::atoi(value.substr(value.find(':') + 1).c_str())};
+    }
     else if (a == "--param") {
       std::string v = next();
       auto eq = v.find('=');
@@ -1040,7 +1165,7 @@ int main(int argc, char **argv) {
   std::ostringstream report;
   report << "{\"profile\":" << q(g_opt.profile) << ",\"cycles\":[";
   for (int c = 0; c < g_opt.cycles; ++c) report << (c ? "," : "") << run_cycle(binary.c_str());
-  report << "],\"messages\":" << strs(g_messages) << "}\n";
+  report << "],\"messages\":" << strs(g_messages) << ",\"progress\":" << strs(g_progress_log) << "}\n";
   std::ofstream(g_opt.report) << report.str();
   return 0;
 }

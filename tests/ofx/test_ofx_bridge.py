@@ -301,3 +301,226 @@ def test_install_then_a_host_renders_from_the_installed_copy(run_host, tmp_path,
 
     nowhere = subprocess.run(cli + ["ofx", "install", "--path", "/proc/no-such-dir"], capture_output=True, text=True)
     assert nowhere.returncode == 1 and "clarifx: error:" in nowhere.stderr and "Traceback" not in nowhere.stderr
+
+
+# ------------------------------------------------------------------------------------------------ identity
+
+
+def test_is_identity_answers_from_parameter_values():
+    from clarifx import ofx
+
+    ctx = {"time": 4.0, "source_rod": (0, 0, 96, 72), "source_par": 1.0, "frame_range": (1, 9), "multires": True}
+    answers = {}
+    for node, values in [("Denoise", {"strength": 0.0}), ("Denoise", {"strength": 0.5}),
+                         ("TemporalDenoise", {"strength": 0.0}), ("TemporalDenoise", {}),
+                         ("Resize", {"scale": 1.0}), ("Resize", {"scale": 0.0, "width": 96}),
+                         ("Resize", {"scale": 0.0, "width": 97}), ("SuperResolution", MODEL)]:
+        answers[node, tuple(values.items())] = ofx.Instance(node).is_identity({**ctx, "params": values})
+    assert list(answers.values()) == [("Source", 4.0), None, ("Source", 4.0), None, ("Source", 4.0),
+                                      ("Source", 4.0), None, None]
+    # Without the Source's region no size is known: a Resize by 2 must not pass its input through.
+    assert ofx.Instance("Resize").is_identity({**ctx, "source_rod": None, "params": {"scale": 2.0}}) is None
+
+
+def test_identity_skips_render_and_the_host_passes_the_source_through(run_host):
+    src = photo(alpha=False)
+    run = run_host("io.clarifx.Resize", {1: src}, profile="nuke", params={"scale": 1.0})
+    inst = run.instance()
+    assert (inst["is_identity"], inst["identity_clip"], inst["identity_time"]) == (0, "Source", 1)
+    assert inst["render"] == -1 and inst["identity_copy"] == 0  # the host copied; Render never came
+    assert inst["rod_status"] == 14 and np.array_equal(run.output(), src)
+
+
+# ------------------------------------------------------------------------------------------------ temporal ranges
+
+
+def test_temporal_denoise_clips_its_window_to_the_source_range_and_matches_the_python_api(run_host, tmp_path):
+    frames = {n: photo(top=100 + 3 * n, alpha=False) for n in range(1, 6)}
+    noisy = {n: np.clip(f + np.random.default_rng(n).normal(0, 0.03, f.shape).astype(np.float32) *
+                        np.array([1, 1, 1, 0], np.float32), 0, None) for n, f in frames.items()}
+    params = {"radius": 2, "strength": 1.0}
+    run = run_host("io.clarifx.TemporalDenoise", noisy, profile="nuke", time=1, params=params)
+    inst = run.instance()
+    statuses_ok(inst)
+    # The host's range is 1..5: frame 1 needs 1..3, not -1..3 (a window the host cannot fill).
+    assert inst["frames_needed"] == [1, 3] and inst["is_identity"] == 14
+    assert_same(run.output(), python_api(tmp_path, noisy, [("TemporalDenoise", params)], 1))
+
+    still = run_host("io.clarifx.TemporalDenoise", noisy, profile="nuke", time=3, params={"strength": 0.0})
+    assert still.instance()["is_identity"] == 0 and still.instance()["render"] == -1
+    assert np.array_equal(still.output(), noisy[3])
+
+
+# ------------------------------------------------------------------------------------------------ several inputs
+
+
+PROBE_NODES = '''
+import os
+
+from clarifx.nodes.base import NodeType, Param, register
+
+
+@register
+class MixProbe(NodeType):
+    """source[t] * (1 - mix) + matte[t + 1] * mix: two inputs, each with its own frames."""
+    name = "MixProbe"
+    inputs = ("source", "matte")
+    params = (Param("mix", "float", 0.25, "How much of the matte.", min=0.0, max=1.0),)
+
+    def frames_needed(self, params, t, index):
+        return [t + index]
+
+    def render(self, params, t, inputs):
+        with open(os.environ["PROBE_RENDER_LOG"], "a") as log:  # proves whether the node ran
+            log.write(f"{t}\\n")
+        a, b = inputs[0][t], inputs[1][t + 1]
+        return a.replace(pixels=a.pixels * (1 - params["mix"]) + b.pixels * params["mix"])
+'''
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch):
+    """The test-only node module, registered in the plugin (CLARIFX_NODE_MODULES) and here."""
+    (tmp_path / "probe_mix_nodes.py").write_text(textwrap.dedent(PROBE_NODES))
+    log = tmp_path / "renders.log"
+    log.write_text("")
+    env = {"CLARIFX_NODE_MODULES": "probe_mix_nodes", "PROBE_RENDER_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    monkeypatch.setenv("PROBE_RENDER_LOG", str(log))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import probe_mix_nodes  # noqa: F401
+
+    return env, log
+
+
+def mix_inputs(tmp_path):
+    frames = {n: photo(top=90 + 4 * n, alpha=False) for n in range(1, 6)}
+    mattes = {n: photo(top=140, left=60 + 5 * n) for n in range(2, 9)}
+    for n, pixels in mattes.items():  # the test host's raw layout (conftest.write_frames)
+        pixels.tofile(f"{tmp_path / 'matte'}.{n}.raw")
+    return frames, mattes
+
+
+def test_every_input_clip_is_fetched_with_its_own_frames(run_host, tmp_path, probe):
+    env, log = probe
+    frames, mattes = mix_inputs(tmp_path)
+    run = run_host("io.clarifx.MixProbe", frames, profile="natron", time=3, env=env, params={"mix": 0.25},
+                   clip_input=f"Matte={tmp_path / 'matte'}", clip_range="Matte=2:8", progress=True)
+    inst = run.instance()
+    statuses_ok(inst)
+    assert run.cycle["clips"] == ["Source", "Matte", "Output"]
+    assert inst["frames_needed_clips"] == {"Source": [3, 3], "Matte": [4, 4]}
+    # General context: one output frame per Source frame, whatever the optional Matte holds (2..8).
+    assert (inst["time_domain_status"], inst["time_domain"]) == (0, [1, 5])
+    assert log.read_text() == "3\n"
+
+    folder = tmp_path / "api"
+    folder.mkdir()
+    g = clarifx.Graph()
+    reads = []
+    for name, clip in (("src", frames), ("matte", mattes)):
+        for n, pixels in clip.items():
+            imageio.write_frame(folder / f"{name}.{n:04d}.exr", Frame(pixels, ("R", "G", "B", "A"), LINEAR, number=n),
+                                dtype="float")
+        reads.append(g.create("Read", file=str(folder / f"{name}.%04d.exr"), colorspace=LINEAR, alpha="premultiplied"))
+    w = g.create("Write", g.create("MixProbe", *reads, mix=0.25), file=str(folder / "out.%04d.exr"),
+                 colorspace=LINEAR, dtype="float")
+    g.render(w, frames=(3, 3), progress=False)
+    assert_same(run.output(), imageio.read_frame(folder / "out.0003.exr", 3).pixels)
+
+    # The host's progress bar: opened, moved forward to the end, closed.
+    steps = run.report["progress"]
+    assert steps[0] == "start:clarifx MixProbe" and steps[-1] == "end"
+    values = [float(s.split(":")[1]) for s in steps[1:-1]]
+    assert values == sorted(values) and values[-1] == 1.0 and len(values) >= 3
+
+
+def test_an_unconnected_second_input_is_named(run_host, tmp_path, probe):
+    env, log = probe
+    frames, _ = mix_inputs(tmp_path)
+    run = run_host("io.clarifx.MixProbe", frames, profile="natron", time=3, env=env, missing_clip="Matte=unconnected")
+    inst = run.instance()
+    assert inst["render"] == 1 and inst["destroy"] == 0 and run.cycle["images_outstanding"] == 0
+    assert "OfxMessageError|clarifx|MixProbe: input 'matte' (clip Matte) is not connected" in run.report["messages"]
+    assert log.read_text() == ""
+
+
+# ------------------------------------------------------------------------------------------------ missing images
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("null", "the host gave no Source image for frame 1"),       # Resolve: kOfxStatOK and a NULL image
+    ("failed", "the host gave no Source image for frame 1"),     # the fetch fails
+    ("unconnected", "input 'source' (clip Source) is not connected"),
+])
+def test_resolve_without_a_source_image_gets_a_message_and_a_failed_status(run_host, mode, says):
+    run = run_host("io.clarifx.Resize", {1: photo()}, profile="resolve", params={"scale": 2.0},
+                   missing_clip=f"Source={mode}")
+    inst = run.instance()
+    assert inst["create"] == 0 and inst["render"] == 1 and inst["destroy"] == 0 and run.cycle["unload"] == 0
+    assert [m for m in run.report["messages"] if m.startswith("OfxMessageError")] == \
+        [f"OfxMessageError|clarifx|Resize: {says}" + (" (is the clip connected, and does it hold that frame?)"
+                                                       if mode != "unconnected" else "")]
+    assert run.cycle["images_outstanding"] == 0
+    assert np.isnan(run.output()).all()  # nothing written over the host's buffer
+
+
+# ------------------------------------------------------------------------------------------------ abort, progress
+
+
+def test_the_host_aborts_between_frames_and_from_the_progress_bar(run_host, tmp_path, probe):
+    env, log = probe
+    frames, _ = mix_inputs(tmp_path)
+    options = dict(profile="natron", time=3, env=env, clip_input=f"Matte={tmp_path / 'matte'}",
+                   clip_range="Matte=2:8")
+    # Abort checks: before the output image (1), before each input frame (2: Source; 3: Matte -> abort).
+    run = run_host("io.clarifx.MixProbe", frames, abort_after=2, **options)
+    inst = run.instance()
+    assert inst["render"] == 1 and run.cycle["source_fetches"] == 1 and run.cycle["abort_calls"] == 3
+    assert not [m for m in run.report["messages"] if m.startswith("OfxMessageError")]  # the host asked
+    assert run.cycle["images_outstanding"] == 0 and log.read_text() == ""
+
+    # Cancel on the progress bar once the node has run: abandoned before the output is written.
+    run = run_host("io.clarifx.MixProbe", frames, progress=True, progress_cancel_at=0.9, **options)
+    assert run.instance()["render"] == 1 and log.read_text() == "3\n"
+    assert run.report["progress"][-2:] == ["update:0.9000", "end"]
+    assert np.isnan(run.output()).all()
+
+
+# ------------------------------------------------------------------------------------------------ caches, doctor
+
+
+def test_purge_caches_lets_go_of_every_model_cache():
+    from clarifx import ofx
+    from clarifx.nodes import restore
+
+    restore._network("fast-x2")
+    restore._runnable("fast-x2", "fp32", "cpu")
+    assert restore._network.cache_info().currsize and restore._runnable.cache_info().currsize
+    ofx.purge_caches()
+    assert restore._network.cache_info().currsize == 0 and restore._runnable.cache_info().currsize == 0
+
+
+def test_doctor_names_the_embedded_python_and_warns_on_another_version(bundle, tmp_path):
+    import shutil
+
+    from clarifx import ofx
+
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    lines, ok = ofx.python_lines(bundle)
+    assert ok and lines[0].startswith(f"embedded Python: libpython{here}") and lines[0].endswith(": loads")
+
+    # The same plugin as if built against another Python: its DT_NEEDED names libpython9.99 (same length).
+    copy = tmp_path / "Clarifx.ofx.bundle"
+    shutil.copytree(bundle, copy)
+    binary = copy / ofx.BINARY
+    old, new = f"libpython{here}.".encode(), b"libpython9.99."
+    assert len(old) == len(new)  # the same length keeps every offset in the file valid
+    data = binary.read_bytes()
+    assert old in data
+    binary.write_bytes(data.replace(old, new))
+    info = ofx.embedded_python(copy)
+    assert info["version"] == "9.99" and not info["loads"]
+    lines, ok = ofx.python_lines(copy)
+    assert not ok and "cannot be loaded" in lines[0]
+    assert lines[1].startswith(f"warning: the plugin embeds Python 9.99 but clarifx is installed in Python {here}")

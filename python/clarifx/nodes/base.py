@@ -135,6 +135,11 @@ class NodeType:
         """What this node outputs, given what its inputs hold (default: its first input as it wants it)."""
         return wanted_clip(inputs[0], self.want(params, 0, inputs[0]))
 
+    def is_identity(self, params: dict, inputs: list[ClipInfo]) -> int | None:
+        """The index of the input this node would return unchanged with these parameters, else None
+        (hosts then skip the render and pass that input through)."""
+        return None
+
     def render(self, params: dict, t: int, inputs: list[dict[int, Frame]]) -> Frame:
         raise NotImplementedError
 

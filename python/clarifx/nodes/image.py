@@ -47,6 +47,10 @@ class Resize(NodeType):
         h, w = self._size(params, clip.width, clip.height)
         return dataclasses.replace(clip, width=w, height=h)
 
+    def is_identity(self, params, inputs):
+        clip = inputs[0]  # resampling to the same size returns the samples themselves
+        return 0 if self._size(params, clip.width, clip.height) == (clip.height, clip.width) else None
+
     def render(self, params, t, inputs):
         frame = inputs[0][t]
         size = self._size(params, frame.width, frame.height)

@@ -168,6 +168,9 @@ class Denoise(NodeType):
         _device(self.name, params)
         return super().clip(params, inputs)
 
+    def is_identity(self, params, inputs):
+        return 0 if params["strength"] == 0.0 else None  # out = src + strength * (model - src)
+
     def render(self, params, t, inputs):
         frame = inputs[0][t]
         net = _network(params["model"])

@@ -127,6 +127,9 @@ class TemporalDenoise(_Windowed):
     def reach(self, params):
         return params["radius"]
 
+    def is_identity(self, params, inputs):
+        return 0 if params["strength"] == 0.0 else None  # out = cur + strength * (clean - cur)
+
     def render(self, params, t, inputs):
         _check_sizes(self.name, inputs[0])
         frames = {n: _rgb(f, self.name, n) for n, f in inputs[0].items()}

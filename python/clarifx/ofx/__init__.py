@@ -182,16 +182,51 @@ def _match_channels(pixels: np.ndarray, channels: tuple[str, ...], wanted: tuple
 # Instances
 
 
-def _clip_info(width: int, height: int, channels, colorspace: str, premultiplied: bool, par: float):
+def _clip_info(width: int, height: int, channels, colorspace: str, premultiplied: bool, par: float,
+               frame_range=None):
     from ..frame import ClipInfo
 
-    return ClipInfo(path="ofx", kind="image", width=width, height=height, channels=tuple(channels), first=0,
-                    last=0, colorspace=colorspace, premultiplied=premultiplied, pixel_aspect=par)
+    # A host that does not say the clip's range: unbounded, so temporal windows are not cut short.
+    first, last = (round(frame_range[0]), round(frame_range[1])) if frame_range else (-(1 << 31), 1 << 31)
+    return ClipInfo(path="ofx", kind="image", width=width, height=height, channels=tuple(channels), first=first,
+                    last=last, colorspace=colorspace, premultiplied=premultiplied, pixel_aspect=par)
+
+
+class Abandoned(Exception):
+    """The host aborted the render (OfxImageEffectSuiteV1::abort, or Cancel on its progress bar)."""
+
+
+class _HostPoll:
+    """The host's abort function and progress bar, called between the stages of a render. The plugin
+    hands their addresses over; ctypes releases the GIL around each call, so no host call is made while
+    Python is locked."""
+
+    def __init__(self, args: dict):
+        effect = ctypes.c_void_p(args.get("effect") or 0)
+        abort, progress = args.get("abort"), args.get("progress")
+        self._abort = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(abort) if abort else None
+        self._progress = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_double)(progress) \
+            if progress else None
+        self._effect = effect
+
+    def check(self, fraction: float | None = None) -> None:
+        """Raise Abandoned when the host wants the render to stop; report progress (0..1) if given."""
+        if self._abort is not None and self._abort(self._effect):
+            raise Abandoned
+        if fraction is not None and self._progress is not None:
+            if self._progress(self._effect, ctypes.c_double(fraction)) == _REPLY_NO:  # Cancel pressed
+                raise Abandoned
+
+
+_REPLY_NO = 13  # kOfxStatReplyNo
 
 
 class Instance:
     """One OFX instance of a clarifx node. Models live in the process-wide cache of nodes/restore.py,
-    so throwaway instances (Baselight makes one per frame) cost nothing to create."""
+    so throwaway instances (Baselight makes one per frame) cost nothing to create.
+
+    Every per-frame question comes with a context dict from the plugin: time, params (OFX values),
+    source_rod (canonical, or None), source_par, frame_range (the Source clip's, or None), multires."""
 
     def __init__(self, node_id: str, context: str = ""):
         from ..nodes.base import find
@@ -199,6 +234,7 @@ class Instance:
         self.type = find(node_id)
         self.impl = self.type()
         self.context = context
+        self.clips = ["Source"] + [name.capitalize() for name in self.type.inputs[1:]]
         _LIVE.add(id(self))
 
     def close(self) -> None:
@@ -224,49 +260,99 @@ class Instance:
             out[p.name] = p.check(v, where)
         return out, colour.canonical(values.get(HOST_COLORSPACE) or _host_colorspace_param()["default"])
 
-    def factors(self, params: dict, host_cs: str, width: int, height: int, par: float = 1.0) -> tuple[float, float]:
-        """How much the node scales a (width x height)-pixel frame in x and y (1, 1 for most nodes)."""
+    def _source_size(self, ctx: dict) -> tuple[int, int, float]:
+        """(width, height) of the Source in canonical pixels (0, 0 when the host gave no region), and its PAR."""
+        par = float(ctx.get("source_par") or 1.0)
+        if not ctx.get("source_rod"):
+            return 0, 0, par
+        x1, y1, x2, y2 = ctx["source_rod"]
+        return round((x2 - x1) / par), round(y2 - y1), par
+
+    def prepare(self, params: dict, host_cs: str, ctx: dict) -> tuple[float, float]:
+        """Tell the node what its inputs hold, as the graph engine does before asking it anything
+        (temporal nodes learn the clip's range here), and return how much it scales a frame in x and y."""
+        width, height, par = self._source_size(ctx)
+        w, h = max(width, 1), max(height, 1)
+        clips = [_clip_info(w, h, ("R", "G", "B", "A"), host_cs, True, par, ctx.get("frame_range"))
+                 for _ in self.type.inputs]
+        out = self.impl.clip(params, clips)
         if width <= 0 or height <= 0:
             return 1.0, 1.0
-        out = self.impl.clip(params, [_clip_info(width, height, ("R", "G", "B", "A"), host_cs, True, par)])
-        return out.width / width, out.height / height
+        return out.width / w, out.height / h
 
-    def region_of_definition(self, values: dict, source_rod, par: float, multires: bool):
+    def region_of_definition(self, ctx: dict):
         """The output's region of definition in canonical coordinates, or None for the host's default
         (the source's): hosts without multi-resolution keep the clip's size."""
-        if not multires:
+        if not ctx.get("multires") or not ctx.get("source_rod"):
             return None
-        params, host_cs = self.params(values)
-        x1, y1, x2, y2 = source_rod
-        fx, fy = self.factors(params, host_cs, round((x2 - x1) / par), round(y2 - y1), par)
+        params, host_cs = self.params(ctx["params"])
+        fx, fy = self.prepare(params, host_cs, ctx)
         if (fx, fy) == (1.0, 1.0):
             return None
+        x1, y1, x2, y2 = ctx["source_rod"]
         return (x1 * fx, y1 * fy, x2 * fx, y2 * fy)
 
-    def frames_needed(self, values: dict, t: float) -> list[tuple[float, float]]:
-        """The source frames for frame t as (first, last) ranges, from the node's own frames_needed."""
-        params, _ = self.params(values)
-        frames = sorted(set(self.impl.frames_needed(params, int(round(t)), 0)))
-        ranges: list[list[int]] = []
-        for n in frames:
-            if ranges and n == ranges[-1][1] + 1:
-                ranges[-1][1] = n
+    def frames_needed(self, ctx: dict) -> dict[str, list[tuple[float, float]]]:
+        """{clip name: the (first, last) frame ranges it must give for frame t}, from the node's own
+        frames_needed for each of its inputs."""
+        params, host_cs = self.params(ctx["params"])
+        self.prepare(params, host_cs, ctx)
+        t = int(round(ctx["time"]))
+        out = {}
+        for index, clip in enumerate(self.clips):
+            ranges: list[list[int]] = []
+            for n in sorted(set(self.impl.frames_needed(params, t, index))):
+                if ranges and n == ranges[-1][1] + 1:
+                    ranges[-1][1] = n
+                else:
+                    ranges.append([n, n])
+            out[clip] = [(float(a), float(b)) for a, b in ranges]
+        return out
+
+    def is_identity(self, ctx: dict):
+        """(clip name, time) to pass through when the node would return that input unchanged, else None.
+        Asks the node's own NodeType.is_identity(params, clips) -> input index or None."""
+        if not ctx.get("source_rod"):
+            return None  # sizes are known only from the Source's region: without one, nothing is the same size
+        params, host_cs = self.params(ctx["params"])
+        width, height, par = self._source_size(ctx)
+        clips = [_clip_info(max(width, 1), max(height, 1), ("R", "G", "B", "A"), host_cs, True, par,
+                            ctx.get("frame_range")) for _ in self.type.inputs]
+        index = self.impl.is_identity(params, clips)
+        return None if index is None else (self.clips[index], float(ctx["time"]))
+
+    def render(self, args: dict) -> bool:
+        """Render into the host's output image; False when the host aborted it. `args` (built by the
+        plugin): the context, window (pixels), cuda, stream, output, clips ([{name, connected, frames:
+        {frame: image dict or None}}] in input order), and effect/abort/progress for polling the host;
+        image dicts as `host_view` takes them, plus premultiplication."""
+        poll = _HostPoll(args)
+        try:
+            if args.get("cuda"):
+                _render_cuda(self, args, poll)
             else:
-                ranges.append([n, n])
-        return [(float(a), float(b)) for a, b in ranges]
+                dst = host_view(args["output"], writeable=True)
+                views = [{n: host_view(img, writeable=False) if img else None for n, img in clip["frames"].items()}
+                         for clip in args["clips"]]
+                self._render_views(args, views, dst, poll)
+        except Abandoned:
+            return False
+        return True
 
-    def render(self, args: dict) -> None:
-        """Render into the host's output image. `args` (built by the plugin): time, window (pixels),
-        multires, cuda, stream, params, source_rod + source_par (canonical), output and sources
-        ({frame: image dict or None}); image dicts as `host_view` takes them, plus premultiplication."""
-        if args.get("cuda"):
-            return _render_cuda(self, args)
-        out_img = args["output"]
-        dst = host_view(out_img, writeable=True)
-        sources = {t: host_view(img, writeable=False) if img else None for t, img in args["sources"].items()}
-        self._render_views(args, sources, dst)
+    def _check_inputs(self, args: dict, t: int) -> None:
+        """A clear message for inputs the host left out (Resolve hands unconnected clips as NULL images)."""
+        for index, clip in enumerate(args["clips"]):
+            name, frames = clip["name"], clip["frames"]
+            if not clip["connected"]:
+                raise ValueError(f"{self.type.name}: input '{self.type.inputs[index]}' (clip {name}) is not connected")
+            if index == 0 and frames.get(t) is None:
+                raise ValueError(f"{self.type.name}: the host gave no {name} image for frame {t} "
+                                 "(is the clip connected, and does it hold that frame?)")
+            if frames and all(v is None for v in frames.values()):
+                wanted = ", ".join(str(n) for n in sorted(frames))
+                raise ValueError(f"{self.type.name}: the host gave no {name} image for frame(s) {wanted}")
 
-    def _render_views(self, args: dict, sources: dict, dst: np.ndarray) -> None:
+    def _render_views(self, args: dict, views: list[dict], dst: np.ndarray, poll: _HostPoll) -> None:
         from ..frame import Frame
         from ..render import adapt
         from .. import kernels
@@ -274,44 +360,50 @@ class Instance:
         params, host_cs = self.params(args["params"])
         t = int(round(args["time"]))
         out_img = args["output"]
-        images = args["sources"]
-        if images.get(t) is None or sources.get(t) is None:
-            raise ValueError(f"{self.type.name}: the host gave no source image for frame {t}")
-        src_img = images[t]
+        self._check_inputs(args, t)
+        src_img = args["clips"][0]["frames"][t]
         sx1, sy1, sx2, sy2 = (int(v) for v in src_img["bounds"])
-        rx1, ry1, rx2, ry2 = args["source_rod"]
-        par = float(args.get("source_par") or 1.0)
-        fx, fy = self.factors(params, host_cs, round((rx2 - rx1) / par), round(ry2 - ry1), par)
+        fx, fy = self.prepare(params, host_cs, args)
         multires = bool(args["multires"])
         if multires:
             target = (round(sx1 * fx), round(sy1 * fy), round(sx2 * fx), round(sy2 * fy))
         else:
             target = (sx1, sy1, sx2, sy2)  # restore at the clip's own size
 
-        frames = {}
-        for n, view in sources.items():
-            img = images[n]
-            if view is None:
-                continue
-            channels = _COMPONENTS[img["components"]]
-            frame = Frame(pixels=view, channels=channels, colorspace=host_cs, number=n,
-                          premultiplied=img.get("premultiplication") != _UNPREMULTIPLIED,
-                          pixel_aspect=float(img.get("par") or 1.0))
-            # One float32 copy: conversions work in place and the host's source must stay untouched.
-            frame = frame.replace(pixels=_as_float(view))
-            if not multires and (fx, fy) != (1.0, 1.0):
-                # The host has already scaled the clip to its output size: reduce it (as a Resize node
-                # would, bicubic in linear light) to what the node expects, and the node brings back
-                # detail at the clip's size.
-                frame = _reduce(frame, n, round(frame.width / fx), round(frame.height / fy))
-            want = self.impl.want(params, 0, _clip_info(frame.width, frame.height, channels, frame.colorspace,
-                                                        frame.premultiplied, frame.pixel_aspect))
-            frames[n] = adapt(frame, want)
+        inputs = []
+        total = sum(len(v) for v in views) or 1
+        done = 0
+        for index, clip_views in enumerate(views):
+            images = args["clips"][index]["frames"]
+            frames = {}
+            for n, view in clip_views.items():
+                done += 1
+                if view is None:
+                    continue
+                img = images[n]
+                channels = _COMPONENTS[img["components"]]
+                frame = Frame(pixels=view, channels=channels, colorspace=host_cs, number=n,
+                              premultiplied=img.get("premultiplication") != _UNPREMULTIPLIED,
+                              pixel_aspect=float(img.get("par") or 1.0))
+                # One float32 copy: conversions work in place and the host's source must stay untouched.
+                frame = frame.replace(pixels=_as_float(view))
+                if not multires and (fx, fy) != (1.0, 1.0):
+                    # The host has already scaled the clip to its output size: reduce it (as a Resize node
+                    # would, bicubic in linear light) to what the node expects, and the node brings back
+                    # detail at the clip's size.
+                    frame = _reduce(frame, n, round(frame.width / fx), round(frame.height / fy))
+                want = self.impl.want(params, index, _clip_info(frame.width, frame.height, channels, frame.colorspace,
+                                                                frame.premultiplied, frame.pixel_aspect,
+                                                                args.get("frame_range")))
+                frames[n] = adapt(frame, want)
+                poll.check(0.2 * done / total)
+            inputs.append(frames)
 
-        result = self.impl.render(params, t, [frames])
+        result = self.impl.render(params, t, inputs)
+        poll.check(0.9)
         pixels = result.pixels
         if not isinstance(pixels, np.ndarray) or not pixels.flags.writeable or \
-                any(np.shares_memory(pixels, v) for v in sources.values() if v is not None):
+                any(np.shares_memory(pixels, v) for cv in views for v in cv.values() if v is not None):
             pixels = np.array(pixels, np.float32)
         result = result.replace(pixels=pixels)
         out_premultiplied = out_img.get("premultiplication") != _UNPREMULTIPLIED
@@ -324,6 +416,7 @@ class Instance:
             pixels = kernels.resample(np.ascontiguousarray(pixels, np.float32), (th, tw), filter="lanczos3")
         pixels = _match_channels(pixels, tuple(result.channels), _COMPONENTS[out_img["components"]])
         self._write(dst, out_img, pixels, target, args["window"])
+        poll.check(1.0)
 
     @staticmethod
     def _write(dst: np.ndarray, out_img: dict, pixels: np.ndarray, target, window) -> None:
@@ -363,15 +456,23 @@ def live_instances() -> int:
 
 
 def purge_caches() -> None:
-    """OfxActionPurgeCaches: let go of loaded models (the host is short of memory)."""
-    from ..nodes import restore
+    """OfxActionPurgeCaches: let go of loaded models (the host is short of memory). Every functools
+    cache of the model-running modules goes (the networks, their prepared fp16/int8 copies, measured
+    overlaps: a prepared copy holds its network, so clearing one alone frees nothing); renders in
+    flight keep their own references. Looked up by attribute, so a renamed cache is skipped, not fatal."""
+    import sys as _sys
 
-    cached = getattr(restore, "_network", None)
-    if hasattr(cached, "cache_clear"):
-        cached.cache_clear()
+    for name in ("clarifx.nodes.restore", "clarifx.nodes.temporal"):
+        module = _sys.modules.get(name)
+        for value in list(vars(module).values()) if module else ():
+            if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
+                value.cache_clear()
+    torch = _sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
-def _render_cuda(instance: Instance, args: dict) -> None:
+def _render_cuda(instance: Instance, args: dict, poll: _HostPoll) -> None:
     """OFX CUDA render: the host's device buffers are wrapped zero-copy with CuPy, and every transfer is
     queued on the host's stream. The nodes run on the CPU today, so the pixels are staged through host
     memory; the result is written into the host's device buffer before returning."""
@@ -394,14 +495,14 @@ def _render_cuda(instance: Instance, args: dict) -> None:
         return cupy.ndarray((h, w, c), dtype, flat.data + (top - base), (-row, c * dtype.itemsize, dtype.itemsize))
 
     with stream:
-        sources = {t: cupy.asnumpy(device_view(img), stream=stream) if img else None
-                   for t, img in args["sources"].items()}
+        views = [{n: cupy.asnumpy(device_view(img), stream=stream) if img else None
+                  for n, img in clip["frames"].items()} for clip in args["clips"]]
         stream.synchronize()
         out_img = args["output"]
         dst_device = device_view(out_img)
         staged = cupy.asnumpy(dst_device, stream=stream)  # keeps pixels outside the window as they were
         stream.synchronize()
-        instance._render_views(args, sources, staged)
+        instance._render_views(args, views, staged, poll)
         dst_device[...] = cupy.asarray(staged)
         # The staging buffer is freed when this returns, so the copy must be done by then.
         stream.synchronize()
@@ -495,6 +596,78 @@ def probe(bundle: Path) -> list[list]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _elf_dynamic(binary: Path) -> tuple[list[str], list[str]]:
+    """(DT_NEEDED libraries, DT_RUNPATH/DT_RPATH folders) of a 64-bit little-endian ELF file: what the
+    loader will look for when a host dlopens the plugin, read without running anything."""
+    import struct
+
+    data = binary.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ValueError(f"{binary}: not a 64-bit little-endian ELF file")
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    needed, paths = [], []
+    for _name, type_, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
+        if type_ != 6:  # SHT_DYNAMIC; its sh_link is the string table the entries point into
+            continue
+        strtab = sections[link][4]
+        for k in range(0, size, entsize or 16):
+            tag, value = struct.unpack_from("<qQ", data, offset + k)
+            if tag in (1, 15, 29):  # DT_NEEDED, DT_RPATH, DT_RUNPATH
+                end = data.index(b"\0", strtab + value)
+                text = data[strtab + value:end].decode()
+                (needed if tag == 1 else paths).extend([text] if tag == 1 else text.split(":"))
+    return needed, paths
+
+
+_LOAD_PROBE = "import ctypes, sys; ctypes.CDLL(sys.argv[1])"
+
+
+def embedded_python(bundle: Path) -> dict[str, Any]:
+    """Which libpython the bundle's binary links (name, the file its run path finds, its major.minor)
+    and whether the loader can load that file. The plugin starts that Python, so clarifx and its
+    packages must be installed for the same major.minor."""
+    import re
+
+    binary = bundle / BINARY
+    needed, paths = _elf_dynamic(binary)
+    names = [n for n in needed if re.match(r"libpython\d+\.\d+", n)]
+    if not names:
+        return {"library": None, "path": None, "version": None, "loads": False,
+                "error": "the plugin links no libpython"}
+    name = names[0]
+    version = re.match(r"libpython(\d+\.\d+)", name).group(1)
+    folders = [p.replace("$ORIGIN", str(binary.parent)) for p in paths if p]
+    found = next((str(Path(f) / name) for f in folders if (Path(f) / name).is_file()), None)
+    # Loaded in a separate process: another Python's libpython must not meet this one's symbols.
+    result = subprocess.run([sys.executable, "-c", _LOAD_PROBE, found or name], capture_output=True, text=True,
+                            timeout=60)
+    error = (result.stderr.strip().splitlines() or [""])[-1] if result.returncode else None
+    return {"library": name, "path": found, "version": version, "loads": result.returncode == 0, "error": error}
+
+
+def python_lines(bundle: Path) -> tuple[list[str], bool]:
+    """Doctor lines about the Python `bundle` embeds, and whether it matches this one and loads."""
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    try:
+        info = embedded_python(bundle)
+    except (OSError, ValueError) as e:
+        return [f"embedded Python: cannot read {bundle / BINARY} ({e})"], False
+    if info["library"] is None:
+        return [f"embedded Python: {info['error']}"], False
+    where = info["path"] or f"{info['library']} (not in the plugin's run path: the system loader must find it)"
+    lines = [f"embedded Python: {info['library']} (Python {info['version']}) at {where}: " +
+             ("loads" if info["loads"] else f"cannot be loaded ({info['error']})")]
+    ok = info["loads"]
+    if info["version"] != here:
+        ok = False
+        lines.append(f"warning: the plugin embeds Python {info['version']} but clarifx is installed in Python {here} "
+                     f"({sys.executable}); reinstall clarifx with a Python {info['version']}, or rebuild the "
+                     "plugin (pip install .) with this one")
+    return lines, ok
+
+
 def doctor() -> tuple[list[str], bool]:
     """What a host will see: (report lines, whether all is well)."""
     from .. import models
@@ -519,6 +692,9 @@ def doctor() -> tuple[list[str], bool]:
                      "); run `clarifx ofx install`")
     first = installed[0] if installed else built
     if first is not None:
+        python, python_ok = python_lines(first)
+        lines += python
+        ok &= python_ok
         try:
             plugins = probe(first)
             lines.append(f"a host loading {first} sees {len(plugins)} effect(s):")

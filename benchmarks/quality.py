@@ -5,6 +5,13 @@ antialiased bicubic reduction of HR by s; restored = each method applied to LR. 
 s-pixel border shaved, SSIM on Y beside it; bicubic and Lanczos always in the same run.
 
     python benchmarks/quality.py [--scale 2] [--size 384] [--models waifu2x-photo-x2 ...]
+    python benchmarks/quality.py --restore [--size 512]
+
+--restore measures the embedded restoration models under the fixed degradations of
+clarifx.train.degrade.EVAL_CONDITIONS, with the model cards' protocol (the trainer's evaluate_photos):
+restore-x1 on clean, noisy, JPEG q20 and H.264 CRF 35 input against the input itself, and the joint
+denoise-x2 on noisy LR (Gaussian 10/255 + Poisson) against bicubic, Lanczos and denoise-then-upscale
+with our own models (restore-x1, then fast-x2).
 
 Imported models missing from the registry's folder are installed from ~/.cache/clarifx-data/models.
 """
@@ -64,12 +71,27 @@ def model_method(name: str):
     return run
 
 
+def restore_tables(size: int) -> None:
+    from clarifx import models
+    from clarifx.train.__main__ import _eval_line, evaluate_photos
+
+    paths = sorted(str(p) for p in (DATA / "photos" / "misc").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    runs = [("restore-x1", 1, c, ()) for c in ("clean", "jpeg20", "h264-crf35", "noise15", "noise10+poisson")]
+    runs += [("denoise-x2", 2, "noise10+poisson", (("restore-x1", "fast-x2"),))]
+    for name, scale, condition, pipelines in runs:
+        e = evaluate_photos(models.load(name), paths, scale, size, condition, pipelines)
+        print(_eval_line(name, e), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--size", type=int, default=384, help="long side of HR (default: %(default)s)")
     parser.add_argument("--models", nargs="*", default=["waifu2x-photo-x2"])
+    parser.add_argument("--restore", action="store_true", help="the restoration models' tables (see above)")
     args = parser.parse_args()
+    if args.restore:
+        return restore_tables(args.size if args.size != 384 else 512)
 
     from clarifx import kernels
     from clarifx.metrics import psnr_y

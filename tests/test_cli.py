@@ -25,6 +25,8 @@ def test_demo_figures_rank_the_filters(tmp_path):
     assert r["psnr_box"] < r["psnr_bilinear"] < r["psnr_bicubic"] < r["psnr_lanczos3"]
     assert r["psnr_fast-x2"] > r["psnr_lanczos3"] + 1.0  # the embedded model restores what filters cannot
     assert r["psnr_lanczos3"] > 25.0
+    assert r["psnr_restore-x1"] > r["psnr_noisy"] + 2.0  # and removes noise
+    assert read_image(tmp_path / "comparison_noise.png").shape == read_image(tmp_path / "comparison.png").shape
     assert r["psnr_rotation_round_trip"] > 30.0
     assert 0.01 < r["grain_std"] < 0.08
     grainy = read_image(tmp_path / "grain.png")

@@ -65,7 +65,7 @@ def test_smoke_run_lowers_loss_and_weights_reload(tmp_path, photo_dir, capsys):
     log = capsys.readouterr().out
     losses = [float(line.split("loss ")[1].split()[0]) for line in log.splitlines() if line.startswith("step ")]
     assert len(losses) >= 2 and losses[-1] < losses[0]
-    assert "photos/misc (1 images)" in log
+    assert "photos/misc (1 images, clean)" in log
 
     wpath = out / "tiny-x2.safetensors"
     card = (out / "tiny-x2.md").read_text()

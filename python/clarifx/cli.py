@@ -66,16 +66,48 @@ def _pipeline(args, *middle: tuple[str, dict]) -> int:
     return 0
 
 
+def _temporal(args, refuse: str | None = None) -> bool:
+    """--temporal / --no-temporal; unsaid, on for video input. `refuse` says why it cannot be on."""
+    from .footage import kind_of
+
+    if args.temporal and refuse:
+        raise ValueError(f"--temporal: {refuse}")
+    if args.temporal is None:
+        return refuse is None and kind_of(args.input) == "video"
+    return args.temporal
+
+
+def _model_params(args) -> dict:
+    return {"model": args.model, "tile": args.tile, "precision": args.precision, "device": args.device}
+
+
+EMBEDDED_SR = {2: "fast-x2"}  # what `--model auto` runs at each scale (Lanczos where none is trained yet)
+
+
 def _upscale(args) -> int:
+    if args.model == "auto":
+        args.model = EMBEDDED_SR.get(args.scale, "lanczos")
     if args.model in ("lanczos", "bicubic"):
         if args.mode == "forensic":
             raise ValueError("--mode forensic needs a learned --model (a resampler invents nothing to remove)")
+        _temporal(args, refuse=f"needs a learned --model ({args.model} keeps frames apart by itself)")
         return _pipeline(args, ("Resize", {"scale": float(args.scale), "filter": args.model}))
     from . import models
 
-    if models.card(args.model).scale != args.scale:
-        raise ValueError(f"--model {args.model} upscales by {models.card(args.model).scale}, not {args.scale}")
-    return _pipeline(args, ("SuperResolution", {"model": args.model, "tile": args.tile, "mode": args.mode}))
+    scale = models.card(args.model).scale  # for a checkpoint file: the loaded network's (models/user.py)
+    if scale != args.scale:
+        raise ValueError(f"--model {args.model} upscales by {scale}, not {args.scale}")
+    if _temporal(args, refuse="--mode forensic works frame by frame" if args.mode == "forensic" else None):
+        return _pipeline(args, ("TemporalSuperResolution", _model_params(args)))
+    return _pipeline(args, ("SuperResolution", _model_params(args) | {"mode": args.mode}))
+
+
+def _denoise(args) -> int:
+    if not 0.0 <= args.strength <= 2.0:
+        raise ValueError(f"--strength {args.strength:g}: must be between 0 and 2")
+    if _temporal(args):
+        return _pipeline(args, ("TemporalDenoise", _model_params(args) | {"strength": args.strength}))
+    return _pipeline(args, ("Denoise", _model_params(args) | {"strength": args.strength}))
 
 
 def _models(args) -> int:
@@ -85,10 +117,10 @@ def _models(args) -> int:
         path = models.install(args.name, args.source)
         print(f"{args.name}: installed as {path}")
         return 0
-    print(f"{'name':<26}{'task':<7}{'scale':>5}  {'character':<11}{'parameters':>11}  {'licence':<13}origin")
+    print(f"{'name':<26}{'task':<16}{'scale':>5}  {'character':<11}{'parameters':>11}  {'licence':<13}origin")
     for m in models.list_models():
         count = f"{m['parameters']:,}" if m["parameters"] else "(not installed)"
-        print(f"{m['name']:<26}{m['task']:<7}{m['scale']:>5}  {m['character']:<11}{count:>11}  "
+        print(f"{m['name']:<26}{m['task']:<16}{m['scale']:>5}  {m['character']:<11}{count:>11}  "
               f"{m['licence']:<13}{m['origin']}")
     return 0
 
@@ -145,6 +177,18 @@ def _io_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    from .models.precision import DEVICES, PRECISIONS
+
+    p.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the neighbouring frames, aligned by optical flow, against flicker and noise "
+                        "(default: on for video)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32; fp16 or bf16 on a CUDA GPU; int8 on the CPU (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: %(default)s)")
+    p.add_argument("--tile", type=int, default=0, metavar="PX", help="model tile size in pixels (0: automatic)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clarifx", description="Restore footage: upscale, denoise, repair.")
     parser.add_argument("--version", action="version", version=f"clarifx {__version__}")
@@ -154,12 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("upscale", help="enlarge footage by 2, 3 or 4")
     _io_arguments(p)
     p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
-    p.add_argument("--model", default="lanczos", metavar="NAME",
-                   help="lanczos, bicubic, or an installed model (clarifx models list); default: %(default)s")
-    p.add_argument("--tile", type=int, default=0, metavar="PX", help="model tile size in pixels (0: automatic)")
+    p.add_argument("--model", default="auto", metavar="NAME",
+                   help="lanczos, bicubic, an installed model (clarifx models list) or a checkpoint file "
+                        "(.pth, .safetensors; needs spandrel); default: the embedded "
+                        f"model for the scale ({', '.join(f'x{k} {v}' for k, v in EMBEDDED_SR.items())}), "
+                        "else lanczos")
+    _model_arguments(p)
     p.add_argument("--mode", default="restore", choices=("restore", "forensic"),
                    help="forensic: output that reduces (bicubic) exactly to IN, with provenance in its metadata")
     p.set_defaults(run=_upscale)
+
+    p = commands.add_parser("denoise", help="remove sensor noise and compression artefacts (blocking, ringing)")
+    _io_arguments(p)
+    p.add_argument("--strength", type=float, default=1.0, metavar="X",
+                   help="0 leaves IN as it is, 1 applies the model's whole correction, up to 2 goes further "
+                        "(default: %(default)s)")
+    p.add_argument("--model", default="restore-x1", metavar="NAME",
+                   help="a same-size model (clarifx models list) or checkpoint file (.pth, .safetensors); "
+                        "default: %(default)s")
+    _model_arguments(p)
+    p.set_defaults(run=_denoise)
 
     p = commands.add_parser("models", help="list or install restoration models")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -190,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="run the main job on the bundled sample and report the measured gain")
     p.add_argument("--out", default="clarifx-demo", help="folder for the results (default: %(default)s)")
     p.set_defaults(run=_demo)
+
+    from .ofx import add_cli as add_ofx_cli  # clarifx ofx install | doctor
+
+    add_ofx_cli(commands)
     return parser
 
 

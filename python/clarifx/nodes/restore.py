@@ -109,7 +109,8 @@ class SuperResolution(NodeType):
             "display-referred sRGB colour; highlights above 1.0 go round it (resampled with Lanczos-3 in "
             "linear light and added back), and alpha and extra channels are resampled with Lanczos-3.")
     params = (
-        Param("model", "string", "fast-x2", "Installed model name (see `clarifx models list`)."),
+        Param("model", "string", "fast-x2", "Installed model name (see `clarifx models list`) or a checkpoint "
+              "file (.pth, .safetensors)."),
         _TILE,
         Param("mode", "choice", "restore", "'forensic': change the model's output as little as possible so "
               "that reducing it with `kernel` gives back the input exactly, and record provenance in the "
@@ -153,7 +154,8 @@ class Denoise(NodeType):
             "The model sees display-referred sRGB colour; highlights above 1.0 go round it, alpha and extra "
             "channels pass through.")
     params = (
-        Param("model", "string", "restore-x1", "Installed same-size model (see `clarifx models list`)."),
+        Param("model", "string", "restore-x1", "Installed same-size model (see `clarifx models list`) or a "
+              "checkpoint file."),
         Param("strength", "float", 1.0, "How much of the model's correction to apply: 0 leaves the "
               "frame as it is, 1 applies all of it, above 1 goes further.", min=0.0, max=2.0),
         _TILE,

@@ -34,6 +34,7 @@ DATA_DIR = Path(os.environ.get("CLARIFX_DATA", Path.home() / ".cache" / "clarifx
 
 DEFAULTS = {
     "name": "model",
+    "task": "sr",
     "arch": "fast",
     "arch_args": {},
     "scale": 2,
@@ -57,7 +58,11 @@ DEFAULTS = {
     "degrade": None,
     "eval_misc": True,
     "eval_max_side": 512,
+    "eval_conditions": [],
+    "eval_pipelines": [],
 }
+TASKS = {"sr": "super-resolution", "restore": "noise and compression-artefact removal (same size)",
+         "joint": "joint denoising + super-resolution"}
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -170,15 +175,18 @@ def val_set(paths, cfg) -> tuple[torch.Tensor, torch.Tensor]:
                 break
         crops.append(im[y:y + s, x:x + s].astype(np.float32) / 255.0)
     hr = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
-    return hr, downscale(hr, cfg["scale"])
+    # degraded models are validated on degraded input, with fixed seeds
+    return hr, make_lr(hr, cfg, np.random.default_rng(cfg["seed"] + 2000))
 
 
 def _psnr_batch(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> float:
-    from clarifx.metrics import psnr_y
+    """Y-PSNR of the whole batch (from the mean squared error over all crops): finite even when some
+    crops of a degraded validation set came out clean."""
+    from clarifx.metrics import luma_bt601
 
-    a = sr.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    b = hr.permute(0, 2, 3, 1).numpy()
-    return float(np.mean([psnr_y(x, y, shave=shave) for x, y in zip(a, b)]))
+    a = luma_bt601(sr.clamp(0, 1).permute(0, 2, 3, 1).numpy())[:, shave:-shave, shave:-shave]
+    b = luma_bt601(hr.permute(0, 2, 3, 1).numpy())[:, shave:-shave, shave:-shave]
+    return float(10.0 * np.log10(1.0 / np.mean((a - b) ** 2)))
 
 
 @torch.no_grad()
@@ -189,14 +197,24 @@ def validate(model, hr, lr, scale) -> float:
     return _psnr_batch(sr, hr, scale)
 
 
+def _baselines(scale: int) -> tuple[str, ...]:
+    return ("input",) if scale == 1 else ("bicubic", "lanczos3")
+
+
 @torch.no_grad()
-def evaluate_photos(model, paths, scale: int, max_side: int = 512) -> dict:
+def evaluate_photos(model, paths, scale: int, max_side: int = 512, condition: str = "clean",
+                    pipelines=()) -> dict:
     """DESIGN 'Measuring' protocol: HR = photo area-downscaled to <= max_side on the long side,
-    LR = antialiased bicubic / scale, Y-PSNR (BT.601) with a scale-pixel border shaved.
+    LR = antialiased bicubic / scale, then the named degradation `condition` (degrade.EVAL_CONDITIONS,
+    seeded per image), Y-PSNR (BT.601) with a scale-pixel border shaved.
     Returns mean Y-PSNR (and Y-SSIM as ``<key>_ssim``, skimage's structural_similarity on the shaved
-    luma) for the model, bicubic and Lanczos-3 (both via clarifx.kernels.resample)."""
+    luma) for the model and the baselines: the degraded input itself at scale 1, bicubic and Lanczos-3
+    (clarifx.kernels.resample) otherwise; plus each pipeline (a list of registry model names run in
+    turn, e.g. ["restore-x1", "fast-x2"] for denoise-then-upscale), keyed "a+b"."""
+    from clarifx import models
     from clarifx.kernels import resample
     from clarifx.metrics import luma_bt601, psnr_y
+    from clarifx.train.degrade import EVAL_CONDITIONS
 
     def ssim_y(a, b):
         from skimage.metrics import structural_similarity
@@ -204,22 +222,44 @@ def evaluate_photos(model, paths, scale: int, max_side: int = 512) -> dict:
         ya, yb = luma_bt601(a)[scale:-scale, scale:-scale], luma_bt601(b)[scale:-scale, scale:-scale]
         return structural_similarity(ya, yb, data_range=1.0)
 
+    def run(net, img):
+        return net(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None])[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+    chains = {"+".join(names): [models.load(n) for n in names] for names in pipelines}
     model.eval()
-    rows = {"model": [], "bicubic": [], "lanczos3": [], "model_ssim": [], "bicubic_ssim": [], "lanczos3_ssim": []}
-    for p in paths:
+    rows: dict[str, list[float]] = {}
+    for i, p in enumerate(paths):
         img = _read_photo(p)
         img = _area_down(img, min(1.0, max_side / max(img.shape[:2])))
         h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
         hr = np.ascontiguousarray(img[:h, :w])
-        lr = np.clip(resample(hr, (h // scale, w // scale), filter="bicubic"), 0, 1)
-        sr = model(torch.from_numpy(lr).permute(2, 0, 1)[None])[0].permute(1, 2, 0).clamp(0, 1).numpy()
-        rows["model"].append(psnr_y(sr, hr, shave=scale))
-        rows["model_ssim"].append(ssim_y(sr, hr))
-        for f in ("bicubic", "lanczos3"):
-            up = np.clip(resample(lr, (h, w), filter=f), 0, 1)
-            rows[f].append(psnr_y(up, hr, shave=scale))
-            rows[f + "_ssim"].append(ssim_y(up, hr))
-    return {k: float(np.mean(v)) for k, v in rows.items()} | {"n": len(paths)}
+        lr = hr if scale == 1 else np.clip(resample(hr, (h // scale, w // scale), filter="bicubic"), 0, 1)
+        lr = EVAL_CONDITIONS[condition](lr, np.random.default_rng(i))
+        outs = {"model": run(model, lr)}
+        for f in _baselines(scale):
+            outs[f] = lr if f == "input" else np.clip(resample(lr, (h, w), filter=f), 0, 1)
+        for key, chain in chains.items():
+            x = lr
+            for net in chain:
+                x = run(net, x)
+            outs[key] = x
+        for key, out in outs.items():
+            rows.setdefault(key, []).append(psnr_y(out, hr, shave=scale))
+            rows.setdefault(key + "_ssim", []).append(ssim_y(out, hr))
+    return {k: float(np.mean(v)) for k, v in rows.items()} | {"n": len(paths), "condition": condition}
+
+
+def _eval_paths(cfg) -> list[str]:
+    return sorted(glob.glob(os.path.join(cfg["eval_dir"], "*.jpg")) + glob.glob(os.path.join(cfg["eval_dir"], "*.png")))
+
+
+def evaluate_all(model, cfg) -> list[dict]:
+    """evaluate_photos on the config's eval_dir for each of its eval_conditions (default: clean)."""
+    paths = _eval_paths(cfg)
+    if not paths:
+        raise FileNotFoundError(f"eval_dir: no photos in {cfg['eval_dir']}")
+    return [evaluate_photos(model, paths, int(cfg["scale"]), cfg["eval_max_side"], cond, cfg["eval_pipelines"])
+            for cond in (cfg["eval_conditions"] or ["clean"])]
 
 
 def save_weights(model, path, cfg, extra_meta=None):
@@ -237,27 +277,48 @@ def load_weights(path) -> torch.nn.Module:
     return load_embedded(path)
 
 
+_ARCH_TEXT = {
+    "FastSR": "3x3 conv stack with PReLU on the LR image, pixel shuffle, plus a global residual on torch "
+              "bicubic (align_corners=False) upscale of the input",
+    "RestoreNet": "pixel unshuffle by 2, residual blocks of two 3x3 convs with leaky ReLU at half resolution, "
+                  "pixel shuffle to the output size, plus a global residual on the input (scale 1) or its torch "
+                  "bicubic upscale",
+}
+
+
+def _table(name, e, scale) -> list[str]:
+    base = _baselines(scale)[0]
+    lines = ["| method | Y-PSNR (dB) | vs " + base + " | Y-SSIM |", "|---|---|---|---|"]
+    keys = ["model"] + [k for k in e if not k.endswith("_ssim") and k not in ("model", "n", "condition")]
+    for k in keys:
+        gain = f"{e[k] - e[base]:+.3f}" if math.isfinite(e[k]) and math.isfinite(e[base]) else "n/a"
+        lines.append(f"| {name if k == 'model' else k} | {e[k]:.3f} | {gain} | {e[k + '_ssim']:.4f} |")
+    return lines
+
+
 def write_card(path, cfg, info):
-    deg = json.dumps(cfg["degrade"], indent=1) if cfg["degrade"] else "none (clean LR)"
+    deg = "\n```json\n" + json.dumps(cfg["degrade"], indent=1) + "\n```" if cfg["degrade"] else "none (clean LR)"
+    scale, base = cfg["scale"], _baselines(cfg["scale"])[0]
+    lr_text = "the HR crop itself" if scale == 1 else f"antialiased bicubic downscale by {scale} (PIL/torch-antialias convention)"
     lines = [
         f"# {cfg['name']}",
         "",
-        f"Task: super-resolution x{cfg['scale']} ({cfg['arch']}). Character: fidelity (L1). Licence: same as clarifx. Origin: trained here.",
+        f"Task: {TASKS[cfg['task']]} x{scale} ({cfg['arch']}). Character: fidelity (L1). Licence: same as clarifx. Origin: trained here.",
         "",
         "## Architecture",
-        f"`clarifx.train.archs.{type(info['model']).__name__}`({json.dumps(cfg['arch_args'])}), scale {cfg['scale']}: "
-        f"3x3 conv stack with PReLU on the LR image, pixel shuffle, plus a global residual on "
-        f"torch bicubic (align_corners=False) upscale of the input. Parameters: {info['params']}.",
+        f"`clarifx.train.archs.{type(info['model']).__name__}`({json.dumps(cfg['arch_args'])}), scale {scale}: "
+        f"{_ARCH_TEXT[type(info['model']).__name__]}. Parameters: {info['params']}.",
         "",
         "## Data",
         f"{info['n_train']} photos of photos/train (fetch-data), each area-downscaled by seeded random factors "
         f"in {cfg['hr_scale_range']} ({cfg['versions_per_photo']} versions per photo) to remove JPEG artefacts; "
-        f"random {cfg['patch'] * cfg['scale']} px HR crops, random flips and 90-degree rotations. "
+        f"random {cfg['patch'] * scale} px HR crops, random flips and 90-degree rotations. "
         f"Validation: {cfg['val_crops']} fixed {cfg['val_size']} px crops of held-out training-set photos "
-        f"{cfg['val_photos']} (excluded from training). photos/misc is used only for the evaluation below.",
+        f"{cfg['val_photos']} (excluded from training), degraded like the training input with fixed seeds. "
+        "photos/misc is used only for the evaluation below.",
         "",
         "## Degradation recipe",
-        f"LR = antialiased bicubic downscale by {cfg['scale']} (PIL/torch-antialias convention). Extra degradations: {deg}",
+        f"Input = {lr_text}, then (clarifx.train.degrade.degrade_light, each stage drawn with its probability p): {deg}",
         "",
         "## Training",
         f"Command: `{info['command']}`",
@@ -269,33 +330,27 @@ def write_card(path, cfg, info):
         f"{info['train_s'] / 60:.1f} min on {info['device']}.",
         "",
         "## Measured",
-        f"Validation (held-out train crops, Y-PSNR, {cfg['scale']} px shaved): model {info['val_psnr']:.2f} dB, "
-        f"bicubic {info['val_bicubic']:.2f} dB.",
+        f"Validation (held-out train crops, Y-PSNR, {scale} px shaved): model {info['val_psnr']:.2f} dB, "
+        f"{base} {info['val_bicubic']:.2f} dB.",
     ]
-    if info.get("eval"):
-        e = info["eval"]
+    for e in info.get("eval", []):
         lines += [
             "",
-            f"photos/misc ({e['n']} images, DESIGN protocol: HR area-downscaled to <= {cfg['eval_max_side']} px long side, "
-            f"LR antialiased bicubic /{cfg['scale']}, BT.601 Y-PSNR, {cfg['scale']} px shaved; mean over images):",
+            f"photos/misc, condition `{e['condition']}` ({e['n']} images, DESIGN protocol: HR area-downscaled to "
+            f"<= {cfg['eval_max_side']} px long side, input = {lr_text} then `{e['condition']}` "
+            f"(clarifx.train.degrade.EVAL_CONDITIONS), BT.601 Y-PSNR, {scale} px shaved; mean over images):",
             "",
-            "| method | Y-PSNR (dB) | vs bicubic | Y-SSIM |",
-            "|---|---|---|---|",
-            f"| {cfg['name']} | {e['model']:.3f} | {e['model'] - e['bicubic']:+.3f} | {e['model_ssim']:.4f} |",
-            f"| bicubic | {e['bicubic']:.3f} | +0.000 | {e['bicubic_ssim']:.4f} |",
-            f"| lanczos3 | {e['lanczos3']:.3f} | {e['lanczos3'] - e['bicubic']:+.3f} | {e['lanczos3_ssim']:.4f} |",
+            *_table(cfg["name"], e, scale),
         ]
     Path(path).write_text("\n".join(lines) + "\n")
 
 
 def _eval_line(name, e) -> str:
-    return (f"photos/misc ({e['n']} images): {name} {e['model']:.3f} dB / SSIM {e['model_ssim']:.4f} | "
-            f"bicubic {e['bicubic']:.3f} / {e['bicubic_ssim']:.4f} | lanczos3 {e['lanczos3']:.3f} / "
-            f"{e['lanczos3_ssim']:.4f} | gain vs bicubic {e['model'] - e['bicubic']:+.3f} dB")
-
-
-def _eval_paths(cfg) -> list[str]:
-    return sorted(glob.glob(os.path.join(cfg["eval_dir"], "*.jpg")) + glob.glob(os.path.join(cfg["eval_dir"], "*.png")))
+    scale_base = "input" if "input" in e else "bicubic"
+    others = " | ".join(f"{k} {e[k]:.3f} / {e[k + '_ssim']:.4f}" for k in e
+                        if not k.endswith("_ssim") and k not in ("model", "n", "condition"))
+    return (f"photos/misc ({e['n']} images, {e['condition']}): {name} {e['model']:.3f} dB / SSIM "
+            f"{e['model_ssim']:.4f} | {others} | gain vs {scale_base} {e['model'] - e[scale_base]:+.3f} dB")
 
 
 def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None, log=print, command: str = "") -> dict:
@@ -312,7 +367,8 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
     params = archs.param_count(model)
     bic = F.interpolate(vlr, scale_factor=cfg["scale"], mode="bicubic", align_corners=False)
     val_bic = _psnr_batch(bic, vhr, cfg["scale"])
-    log(f"model: {cfg['arch']} {params} params; val bicubic(torch) {val_bic:.3f} dB")
+    base = _baselines(cfg["scale"])[0]
+    log(f"model: {cfg['arch']} {params} params; val {base} {val_bic:.3f} dB")
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     steps = int(cfg["steps"])
 
@@ -347,7 +403,7 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
         if step % cfg["val_every"] == 0 or done:
             val = validate(model, vhr, vlr, cfg["scale"])
             log(f"step {step}/{steps} loss {np.mean(losses[-cfg['val_every']:]):.5f} lr {lr_now:.2e} "
-                f"val {val:.3f} dB (bicubic {val_bic:.3f}) {time.time() - t_start:.0f}s")
+                f"val {val:.3f} dB ({base} {val_bic:.3f}) {time.time() - t_start:.0f}s")
             if val > best:
                 best = val
                 save_weights(model, wpath, cfg, {"val_psnr": f"{val:.4f}", "step": str(step)})
@@ -362,11 +418,10 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
             "train_s": train_s, "device": f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread(s)", "val_psnr": best, "val_bicubic": val_bic, "losses": losses,
             "command": command, "time_limit": time_limit, "weights": str(wpath)}
-    eval_paths = _eval_paths(cfg)
-    if cfg["eval_misc"] and eval_paths:
-        info["eval"] = evaluate_photos(model, eval_paths, cfg["scale"], cfg["eval_max_side"])
-        e = info["eval"]
-        log(_eval_line(cfg["name"], e))
+    if cfg["eval_misc"] and _eval_paths(cfg):
+        info["eval"] = evaluate_all(model, cfg)
+        for e in info["eval"]:
+            log(_eval_line(cfg["name"], e))
     write_card(out / f"{cfg['name']}.md", cfg, info)
     return info
 
@@ -385,11 +440,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     if args.eval_only:
-        paths = _eval_paths(cfg)
-        if not paths:
-            raise SystemExit(f"eval_dir: no photos in {cfg['eval_dir']}")
-        model = load_weights(args.eval_only)
-        print(_eval_line(cfg["name"], evaluate_photos(model, paths, int(cfg["scale"]), cfg["eval_max_side"])), flush=True)
+        for e in evaluate_all(load_weights(args.eval_only), cfg):
+            print(_eval_line(cfg["name"], e), flush=True)
         return 0
     if args.steps is not None:
         cfg["steps"] = args.steps

@@ -241,6 +241,9 @@ def random_kernel(bcfg: dict, rng: np.random.Generator) -> tuple[str, np.ndarray
 
 
 def _noise(img, ncfg, rng):
+    if rng.random() < ncfg.get("both_prob", 0.0):  # shot noise, then read noise: what a sensor gives
+        img = poisson_noise(img, _u(rng, ncfg["peak_range"]), rng)
+        return gaussian_noise(img, _u(rng, ncfg["sigma_range"]) / 255.0, rng, gray=rng.random() < ncfg.get("gray_prob", 0.0))
     if rng.random() < ncfg.get("gaussian_prob", 0.5):
         return gaussian_noise(img, _u(rng, ncfg["sigma_range"]) / 255.0, rng, gray=rng.random() < ncfg.get("gray_prob", 0.0))
     return poisson_noise(img, _u(rng, ncfg["peak_range"]), rng)
@@ -303,3 +306,14 @@ def degrade_light(lr: np.ndarray, cfg: dict | None = None, seed: int = 0) -> np.
     """Light degradations (one round, no resize) applied to an already downscaled LR image."""
     rcfg = {k: v for k, v in (LIGHT_CONFIG if cfg is None or cfg is True else cfg).items() if k != "resize"}
     return apply_round(lr, rcfg, np.random.default_rng(seed))
+
+
+EVAL_CONDITIONS = {
+    "clean": lambda img, rng: img,
+    "noise15": lambda img, rng: np.clip(gaussian_noise(img, 15 / 255, rng), 0.0, 1.0),
+    "noise10+poisson": lambda img, rng: np.clip(gaussian_noise(poisson_noise(img, 1000.0, rng), 10 / 255, rng), 0.0, 1.0),
+    "jpeg20": lambda img, rng: jpeg(img, 20),
+    "h264-crf35": lambda img, rng: video(img, "libx264", 35),
+}
+"""The fixed degradations models are evaluated under (benchmarks/quality.py, model cards): Gaussian
+sigma in 0..255 units; Poisson with 1000 photons at full scale; JPEG (PIL, 4:2:0); H.264 (x264, CRF)."""

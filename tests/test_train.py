@@ -123,3 +123,29 @@ def test_light_degradations_in_the_trainer_keep_the_lr_size():
     clean = make_lr(hr, {**cfg, "degrade": None}, rng)
     assert lr.shape == clean.shape == (3, 3, 16, 16)
     assert 1 / 255 < (lr - clean).abs().mean() < 8 / 255
+
+
+def test_a_restore_run_starts_from_init_weights_and_reports_per_condition(tmp_path, photo_dir, capsys):
+    """A second stage: `init` loads the first stage's weights (the model then starts where it ended, not
+    at the identity), and the evaluation runs every named condition against the degraded input."""
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    first = archs.build("restore", scale=1, channels=8, blocks=1)
+    for p in first.parameters():
+        p.data.normal_(0, 0.05)
+    cfg = {"arch": "restore", "arch_args": {"channels": 8, "blocks": 1}, "scale": 1, "name": "stage1"}
+    save_weights(first, tmp_path / "stage1.safetensors", cfg)
+    degrade_cfg = {"noise": {"p": 1.0, "gaussian_prob": 1.0, "sigma_range": [10, 20]}}
+    cfg_path = _tiny_config(tmp_path, photo_dir, name="tiny-x1", task="restore", arch="restore",
+                            arch_args={"channels": 8, "blocks": 1}, scale=1, patch=32, lr=1e-9, lr_min=1e-9,
+                            steps=2, val_every=1, degrade=degrade_cfg, init=str(tmp_path / "stage1.safetensors"),
+                            eval_conditions=["clean", "noise15"])
+    assert main([str(cfg_path), "--out", str(tmp_path / "run")]) == 0
+    log = capsys.readouterr().out
+    assert "init: weights from" in log
+    assert "photos/misc (1 images, clean)" in log and "photos/misc (1 images, noise15)" in log
+    after = load_weights(tmp_path / "run" / "tiny-x1.safetensors")
+    for (name, a), b in zip(first.state_dict().items(), after.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    card = (tmp_path / "run" / "tiny-x1.md").read_text()
+    assert "condition `noise15`" in card and "| input |" in card

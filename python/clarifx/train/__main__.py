@@ -60,6 +60,7 @@ DEFAULTS = {
     "eval_max_side": 512,
     "eval_conditions": [],
     "eval_pipelines": [],
+    "init": None,  # weights to start from (a path relative to the repository root), e.g. a previous stage
 }
 TASKS = {"sr": "super-resolution", "restore": "noise and compression-artefact removal (same size)",
          "joint": "joint denoising + super-resolution"}
@@ -364,6 +365,11 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
     vhr, vlr = val_set(val_paths or train_paths[:1], cfg)
     log(f"data: {len(train_paths)} train photos -> {len(pool)} HR versions, {len(vhr)} val crops ({time.time() - t0:.1f}s)")
     model = archs.build(cfg["arch"], scale=cfg["scale"], **cfg["arch_args"])
+    if cfg["init"]:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(cfg["init"]))
+        log(f"init: weights from {cfg['init']}")
     params = archs.param_count(model)
     bic = F.interpolate(vlr, scale_factor=cfg["scale"], mode="bicubic", align_corners=False)
     val_bic = _psnr_batch(bic, vhr, cfg["scale"])

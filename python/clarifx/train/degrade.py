@@ -169,8 +169,9 @@ def video(img: np.ndarray, codec: str = "libx264", crf: int = 23, frames: int = 
         else:
             opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
         st.options = opts
-        for _ in range(frames):
+        for i in range(frames):
             frame = av.VideoFrame.from_ndarray(u8, format="rgb24")
+            frame.pts = i  # explicit timestamps: without them the muxer now and then refused a packet (EINVAL)
             for pkt in st.encode(frame):
                 out.mux(pkt)
         for pkt in st.encode():

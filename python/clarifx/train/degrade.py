@@ -157,8 +157,13 @@ def video(img: np.ndarray, codec: str = "libx264", crf: int = 23, frames: int = 
     h, w = img.shape[:2]
     eh, ew = max(16, h + h % 2), max(16, w + w % 2)  # even (4:2:0) and not tiny
     u8 = np.pad(_to_u8(img), ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+    # A raw elementary stream, not a container: Matroska's muxer now and then refused one of these
+    # packets (EINVAL, seen twice in an hour of training) and the raw stream has no timestamps to check.
+    fmt = {"libx264": "h264", "libx265": "hevc"}.get(codec)
+    if fmt is None:
+        raise ValueError(f"codec: expected libx264 or libx265, got {codec!r}")
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="matroska") as out:
+    with av.open(buf, mode="w", format=fmt) as out:
         st = out.add_stream(codec, rate=24)
         st.width, st.height = u8.shape[1], u8.shape[0]
         st.pix_fmt = "yuv420p"
@@ -171,14 +176,14 @@ def video(img: np.ndarray, codec: str = "libx264", crf: int = 23, frames: int = 
         st.options = opts
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(u8, format="rgb24")
-            frame.pts = i  # explicit timestamps: without them the muxer now and then refused a packet (EINVAL)
+            frame.pts = i
             for pkt in st.encode(frame):
                 out.mux(pkt)
         for pkt in st.encode():
             out.mux(pkt)
     buf.seek(0)
     last = None
-    with av.open(buf, mode="r") as inp:
+    with av.open(buf, mode="r", format=fmt) as inp:
         for fr in inp.decode(video=0):
             last = fr.to_ndarray(format="rgb24")
     if last is None:

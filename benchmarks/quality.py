@@ -73,9 +73,9 @@ def model_method(name: str):
 
 def restore_tables(size: int) -> None:
     from clarifx import models
-    from clarifx.train.__main__ import _eval_line, evaluate_photos
+    from clarifx.train.__main__ import _eval_line, _eval_paths, evaluate_photos
 
-    paths = sorted(str(p) for p in (DATA / "photos" / "misc").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    paths = _eval_paths({"eval_dir": str(DATA / "photos" / "misc")})
     runs = [("restore-x1", 1, c, ()) for c in ("clean", "jpeg20", "h264-crf35", "noise15", "noise10+poisson")]
     runs += [("denoise-x2", 2, "noise10+poisson", (("restore-x1", "fast-x2"),))]
     for name, scale, condition, pipelines in runs:
@@ -86,12 +86,14 @@ def restore_tables(size: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=2)
-    parser.add_argument("--size", type=int, default=384, help="long side of HR (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=None, help="long side of HR (default: 384; 512 with --restore, "
+                        "as the model cards)")
     parser.add_argument("--models", nargs="*", default=["waifu2x-photo-x2"])
     parser.add_argument("--restore", action="store_true", help="the restoration models' tables (see above)")
     args = parser.parse_args()
     if args.restore:
-        return restore_tables(args.size if args.size != 384 else 512)
+        return restore_tables(args.size or 512)
+    args.size = args.size or 384
 
     from clarifx import kernels
     from clarifx.metrics import psnr_y

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clarifx import flow, kernels, metrics, synthetic
+from clarifx import flow, metrics, synthetic
 from clarifx.frame import SRGB, Frame
 from clarifx.nodes import temporal as tnodes
 from clarifx.nodes.restore import Denoise, SuperResolution
@@ -143,24 +143,13 @@ def section_denoise(args):
           mean_rows(rows_all), base="noisy input")
 
 
-def degrade_lr(frames, seed):
-    from clarifx.train import degrade
-
-    out = []
-    for k, f in enumerate(frames):
-        lr = kernels.resample(f, (f.shape[0] // 2, f.shape[1] // 2), filter="bicubic")
-        lr = degrade.gaussian_noise(lr, 4 / 255, np.random.default_rng(seed + k))
-        out.append(np.clip(degrade.jpeg(lr, 80), 0, 1).astype(np.float32))
-    return out
-
-
 def section_sr(args):
     n = 13
     rows_all = []
     for i, photo in enumerate(PHOTOS):
         for j, motion in enumerate(synthetic.MOTIONS):
             s = synthetic.KnownMotion(synthetic.photo(photo), motion, frames=n, size=(192, 256))
-            lr = degrade_lr(s.frames, seed=100 * i + 10 * j)
+            lr = synthetic.degraded_lr(s.frames, seed=100 * i + 10 * j)
             ts = range(5, n - 5 + 1)
             flows = {t: s.flow(t, t - 1) for t in ts}
             occl = {t: s.occlusion(t, t - 1) for t in ts}

@@ -323,3 +323,12 @@ def test_bad_frames_are_refused():
         colour.convert(frame([[[0.5, 0.5, 0.5]]], SRGB), LINEAR)
     with pytest.raises(ValueError, match="unknown colourspace 'sRGBB'"):
         colour.convert(frame(np.zeros((4, 4, 3), np.float32), "sRGBB"), LINEAR)
+
+
+def test_numpy_srgb_curve_is_the_one_ocio_applies():
+    """colour.srgb_to_linear / linear_to_srgb (used on parts of frames) agree with OCIO's own sRGB space,
+    below 0 and above 1 included, and invert each other."""
+    v = np.linspace(-0.5, 3.0, 3 * 701, dtype=np.float32).reshape(1, -1, 3)
+    ocio_lin = colour.convert_pixels(v.copy(), SRGB, LINEAR)
+    np.testing.assert_allclose(colour.srgb_to_linear(v), ocio_lin, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(colour.linear_to_srgb(ocio_lin), v, rtol=1e-5, atol=1e-6)

@@ -101,3 +101,13 @@ def test_embedded_restore_models_are_registered_with_their_tasks():
     assert rows["denoise-x2"]["task"] == "joint" and rows["denoise-x2"]["scale"] == 2
     for name in ("restore-x1", "denoise-x2"):
         assert rows[name]["installed"] and rows[name]["parameters"] == archs.param_count(models.load(name))
+
+
+def test_a_frame_without_rgb_is_named_with_its_node_and_number():
+    from clarifx.frame import Frame
+    from clarifx.nodes.restore import Denoise
+
+    frame = Frame(pixels=np.zeros((8, 8, 2), np.float32), channels=("Y", "A"), colorspace=SRGB, number=12)
+    params = {"model": "restore-x1", "strength": 1.0, "tile": 0, "precision": "fp32", "device": "cpu"}
+    with pytest.raises(ValueError, match=r"Denoise: needs R, G and B channels, frame 12 has \('Y', 'A'\)"):
+        Denoise().render(params, 12, [{12: frame}])

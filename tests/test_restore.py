@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import clarifx
-from clarifx import kernels, models
+from clarifx import colour, kernels, models
 from clarifx.imageio import read_image, write_image
 from clarifx.metrics import delta_e2000, psnr_y, srgb_to_lab
 from clarifx.models import working
@@ -129,7 +129,7 @@ def test_split_and_join_give_the_input_back():
     rng = np.random.default_rng(1)
     rgb = (rng.random((20, 30, 3)) * np.where(rng.random((20, 30, 1)) < 0.3, 6.0, 1.0)).astype(np.float32)
     base, excess = working.split(rgb)
-    assert base.max() <= working.linear_to_srgb(np.float32(1 + working.HEADROOM)) + 1e-6
+    assert base.max() <= colour.linear_to_srgb(np.float32(1 + working.HEADROOM)) + 1e-6
     assert np.array_equal(base[rgb <= 1], rgb[rgb <= 1])   # what is in range reaches the model untouched
     back = working.join(base.copy(), excess)               # an identity "model"
     np.testing.assert_allclose(back, rgb, rtol=2e-6)
@@ -151,7 +151,7 @@ def test_flat_highlight_stays_at_8_through_superresolution(tmp_path, model):
     # Without the split the model would see sRGB 2.45 (linear 8.0), which it never saw in training:
     net = models.load(model)
     naive = _model_out(net, np.full((40, 48, 3), 2.4542267, np.float32))
-    assert np.abs(working.srgb_to_linear(naive) / 8.0 - 1).max() > 0.01
+    assert np.abs(colour.srgb_to_linear(naive) / 8.0 - 1).max() > 0.01
 
 
 def _same_size_model():

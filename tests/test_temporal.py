@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import clarifx
-from clarifx import footage, kernels, synthetic, temporal
+from clarifx import footage, synthetic, temporal
 from clarifx.frame import SRGB
 from clarifx.imageio import read_image, write_image
 from clarifx.metrics import e_warp, endpoint_error, psnr_y
@@ -127,24 +127,12 @@ def test_temporal_denoise_keeps_a_still_clean_clip(tmp_path, astronaut):
         np.testing.assert_allclose(_read(tmp_path / "o.%04d.exr", n), _read(src, n), atol=1e-5)
 
 
-def _degraded_lr(frames, seed=7):
-    """Each frame reduced by 2 and degraded independently: noise and JPEG, as in DESIGN.md's protocol."""
-    from clarifx.train import degrade
-
-    out = []
-    for n, f in enumerate(frames):
-        lr = kernels.resample(f, (f.shape[0] // 2, f.shape[1] // 2), filter="bicubic")
-        lr = degrade.gaussian_noise(lr, 4 / 255, np.random.default_rng(seed + n))
-        out.append(np.clip(degrade.jpeg(lr, 80), 0, 1).astype(np.float32))
-    return out
-
-
 def test_temporal_sr_is_steadier_than_per_frame_sr_at_no_loss(tmp_path, astronaut, monkeypatch):
     pytest.importorskip("torch")
     from clarifx.nodes.temporal import TemporalSuperResolution
 
     s = synthetic.KnownMotion(astronaut, "pan", frames=9, size=(128, 192))
-    src = _write_sequence(tmp_path / "in", _degraded_lr(s.frames))
+    src = _write_sequence(tmp_path / "in", synthetic.degraded_lr(s.frames))
     held = []
     real_render = TemporalSuperResolution.render
 
@@ -173,7 +161,7 @@ def test_temporal_sr_is_steadier_than_per_frame_sr_at_no_loss(tmp_path, astronau
 def test_temporal_sr_renders_in_chunks_bit_identically(tmp_path, astronaut):
     pytest.importorskip("torch")
     s = synthetic.KnownMotion(astronaut, "rotate", frames=6, size=(64, 96))
-    src = _write_sequence(tmp_path / "in", _degraded_lr(s.frames))
+    src = _write_sequence(tmp_path / "in", synthetic.degraded_lr(s.frames))
     whole, parts = tmp_path / "w.%04d.exr", tmp_path / "c.%04d.exr"
     _render(src, "TemporalSuperResolution", whole, radius=1)
     _render(src, "TemporalSuperResolution", parts, frames=(1, 2), radius=1)

@@ -33,6 +33,31 @@ _BAND_PIXELS = 1 << 16
 _MAX_WORKERS = 8
 
 
+# The sRGB curve as OCIO's built-in sRGB space applies it: a power law (gamma 2.4, offset 0.055) joined to
+# a line where value and slope both meet (IEC 61966-2-1's 0.04045 and 12.92 are these, rounded).
+_SRGB_GAMMA, _SRGB_OFFSET = 2.4, 0.055
+_SRGB_BREAK = _SRGB_OFFSET / (_SRGB_GAMMA - 1)                                        # encoded, ~0.03929
+_SRGB_LINEAR_BREAK = ((_SRGB_BREAK + _SRGB_OFFSET) / (1 + _SRGB_OFFSET)) ** _SRGB_GAMMA  # ~0.00304
+_SRGB_SLOPE = _SRGB_BREAK / _SRGB_LINEAR_BREAK                                        # ~12.9232
+
+
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """sRGB-encoded -> linear, in numpy on plain arrays, exactly as OCIO's "sRGB Encoded Rec.709 (sRGB)"
+    space decodes: the power law continues above 1.0 and the line below 0 (tests/test_colour.py checks
+    it against OCIO). For per-pixel work on parts of a frame (models/working.py, metrics.srgb_to_lab);
+    frames go through convert()."""
+    v = np.asarray(v, dtype=np.float32)
+    power = ((np.maximum(v, _SRGB_BREAK) + _SRGB_OFFSET) / (1 + _SRGB_OFFSET)) ** _SRGB_GAMMA
+    return np.where(v <= _SRGB_BREAK, v / _SRGB_SLOPE, power).astype(np.float32)
+
+
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    """The inverse of srgb_to_linear."""
+    v = np.asarray(v, dtype=np.float32)
+    power = (1 + _SRGB_OFFSET) * np.maximum(v, _SRGB_LINEAR_BREAK) ** (1 / _SRGB_GAMMA) - _SRGB_OFFSET
+    return np.where(v <= _SRGB_LINEAR_BREAK, v * _SRGB_SLOPE, power).astype(np.float32)
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))  # respects container / taskset limits

@@ -50,6 +50,13 @@ class Frame:
     def alpha_index(self) -> int | None:
         return self.channels.index("A") if "A" in self.channels else None
 
+    def colour_indices(self, node: str) -> list[int]:
+        """The indices of R, G and B, or ValueError naming `node` and this frame when one is missing."""
+        colour = [i for i, c in enumerate(self.channels) if c in ("R", "G", "B")]
+        if len(colour) != 3:
+            raise ValueError(f"{node}: needs R, G and B channels, frame {self.number} has {self.channels}")
+        return colour
+
     def replace(self, **changes) -> "Frame":
         """A new Frame sharing everything not named (pixels are not copied)."""
         return dataclasses.replace(self, **changes)

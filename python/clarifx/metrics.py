@@ -142,8 +142,9 @@ _SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],   # IEC 61966-2-1 pr
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB (D65 white, 2-degree observer) of (..., 3) sRGB-encoded colour (IEC 61966-2-1 curve)."""
-    c = np.asarray(rgb, dtype=np.float64)
-    lin = np.where(c <= 0.04045, c / 12.92, ((np.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4)
+    from .colour import srgb_to_linear
+
+    lin = srgb_to_linear(rgb).astype(np.float64)
     xyz = lin @ _SRGB_TO_XYZ.T / _SRGB_TO_XYZ.sum(axis=1)  # relative to the white point's XYZ
     d = 6.0 / 29.0
     f = np.where(xyz > d ** 3, np.cbrt(xyz), xyz / (3 * d * d) + 4.0 / 29.0)

@@ -167,3 +167,17 @@ def photo(name: str = "astronaut", *, size: int | None = None) -> np.ndarray:
         img = kernels.resample(np.ascontiguousarray(img), (round(img.shape[0] * k), round(img.shape[1] * k)),
                                filter="box")
     return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def degraded_lr(frames, seed: int = 7) -> list[np.ndarray]:
+    """Each frame reduced by 2 (antialiased bicubic) and degraded on its own, as footage is: Gaussian noise
+    4/255 drawn with seed + its index, then JPEG quality 80. The input of the temporal SR measurements."""
+    from . import kernels
+    from .train import degrade
+
+    out = []
+    for k, f in enumerate(frames):
+        lr = kernels.resample(f, (f.shape[0] // 2, f.shape[1] // 2), filter="bicubic")
+        lr = degrade.gaussian_noise(lr, 4 / 255, np.random.default_rng(seed + k))
+        out.append(np.clip(degrade.jpeg(lr, 80), 0, 1).astype(np.float32))
+    return out

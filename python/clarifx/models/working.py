@@ -25,31 +25,17 @@ specular highlights. A frame with nothing above 1.0 (any SDR footage) goes to th
 gives exactly what it gave before, and so does every pixel the excess does not reach. Values below 0
 (out-of-gamut colour) go to the model as they are.
 
-The sRGB curve here is IEC 61966-2-1's, extended above 1.0 as its power law and mirrored below 0: the
-one OCIO applies for the "sRGB Encoded Rec.709 (sRGB)" space the nodes ask for.
+The sRGB curve is colour.srgb_to_linear's: the one OCIO applies for the "sRGB Encoded Rec.709 (sRGB)"
+space the nodes ask for.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..colour import linear_to_srgb, srgb_to_linear
+
 HEADROOM = 0.05  # how far above 1.0 (linear) the model may see: its error stays at its in-range level there
-
-
-def srgb_to_linear(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    a = np.abs(v)
-    lin = np.where(a <= 0.04045, a / np.float32(12.92),
-                   ((a + np.float32(0.055)) / np.float32(1.055)) ** np.float32(2.4))
-    return np.copysign(lin, v).astype(np.float32)
-
-
-def linear_to_srgb(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    a = np.abs(v)
-    enc = np.where(a <= 0.0031308, a * np.float32(12.92),
-                   np.float32(1.055) * a ** np.float32(1 / 2.4) - np.float32(0.055))
-    return np.copysign(enc, v).astype(np.float32)
 
 
 def knee(v: np.ndarray) -> np.ndarray:

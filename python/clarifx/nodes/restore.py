@@ -64,9 +64,7 @@ def run_model(node: str, params: dict, frame: Frame, t: int) -> tuple[np.ndarray
 
     from ..models.tiling import choose_tile, run_tiled
 
-    colour = [i for i, c in enumerate(frame.channels) if c in ("R", "G", "B")]
-    if len(colour) != 3:
-        raise ValueError(f"{node}: needs R, G and B channels, frame {t} has {frame.channels}")
+    colour = frame.colour_indices(node)
     device = _device(node, params)
     net = _network(params["model"])
     module, dtype = _runnable(params["model"], params["precision"], device)
@@ -86,6 +84,16 @@ def run_model(node: str, params: dict, frame: Frame, t: int) -> tuple[np.ndarray
         out = run_tiled(module, rgb, scale=net.scale, tile=tile, overlap=overlap, border=net.border,
                         device=device, dtype=dtype)
     return working.join(out[0].permute(1, 2, 0).numpy(), excess), colour
+
+
+def with_strength(src: np.ndarray, result: np.ndarray, strength: float) -> np.ndarray:
+    """src + strength * (result - src), in `result`'s memory: how much of a correction to apply
+    (0: the input as it is, which is why nodes using it are the identity at strength 0)."""
+    if strength != 1.0:
+        result -= src
+        result *= np.float32(strength)
+        result += src
+    return result
 
 
 def assemble(frame: Frame, rgb: np.ndarray, colour: list[int], tags=None) -> Frame:
@@ -180,10 +188,4 @@ class Denoise(NodeType):
             raise ValueError(f"Denoise: model '{params['model']}' changes the size by {net.scale}; "
                              "use SuperResolution (clarifx upscale) for it")
         clean, colour = run_model(self.name, params, frame, t)
-        src = frame.pixels[:, :, colour]
-        strength = float(params["strength"])
-        if strength != 1.0:  # out = src + strength * (model - src)
-            clean -= src
-            clean *= strength
-            clean += src
-        return assemble(frame, clean, colour)
+        return assemble(frame, with_strength(frame.pixels[:, :, colour], clean, params["strength"]), colour)

@@ -17,7 +17,7 @@ from .. import flow as _flow
 from .. import temporal
 from ..frame import RAW, SRGB
 from .base import NodeType, Param, Want, register
-from .restore import _DEVICE, _PRECISION, _TILE, assemble, run_model
+from .restore import _DEVICE, _PRECISION, _TILE, assemble, run_model, with_strength
 
 _PRESET = Param("preset", "choice", "medium", "DIS optical flow quality on the CPU ('fine' is about 7x "
                 "slower and 3x more accurate on clean footage, no better on noisy footage).",
@@ -59,11 +59,8 @@ class _Windowed(NodeType):
         self._results.clear()
 
 
-def _rgb(frame, node: str, t: int) -> np.ndarray:
-    colour = [i for i, c in enumerate(frame.channels) if c in ("R", "G", "B")]
-    if len(colour) != 3:
-        raise ValueError(f"{node}: needs R, G and B channels, frame {t} has {frame.channels}")
-    return np.ascontiguousarray(frame.pixels[:, :, colour])
+def _rgb(frame, node: str) -> np.ndarray:
+    return np.ascontiguousarray(frame.pixels[:, :, frame.colour_indices(node)])
 
 
 def _check_sizes(node: str, frames: dict) -> None:
@@ -91,7 +88,7 @@ class Flow(_Windowed):
         return dataclasses.replace(clip, channels=self.CHANNELS, colorspace=RAW, premultiplied=False)
 
     def render(self, params, t, inputs):
-        frames = {n: _rgb(f, self.name, n) for n, f in inputs[0].items()}
+        frames = {n: _rgb(f, self.name) for n, f in inputs[0].items()}
         _check_sizes(self.name, inputs[0])
         win = self.window(params)
         h, w = frames[t].shape[:2]
@@ -132,7 +129,7 @@ class TemporalDenoise(_Windowed):
 
     def render(self, params, t, inputs):
         _check_sizes(self.name, inputs[0])
-        frames = {n: _rgb(f, self.name, n) for n, f in inputs[0].items()}
+        frames = {n: _rgb(f, self.name) for n, f in inputs[0].items()}
         cur = frames[t]
         win = self.window(params)
         aligned, masks = win.aligned(t, frames)
@@ -141,12 +138,10 @@ class TemporalDenoise(_Windowed):
         ws = temporal.weights(cur, aligned, masks, noise_var=sigma * sigma, tolerance=params["tolerance"])
         clean = temporal.average(cur, aligned, ws)
         frame = inputs[0][t]
-        colour = [i for i, c in enumerate(frame.channels) if c in ("R", "G", "B")]
+        colour = frame.colour_indices(self.name)
         if params["model"]:
             clean, _ = run_model(self.name, params, frame.replace(pixels=_with_rgb(frame, clean, colour)), t)
-        if params["strength"] != 1.0:
-            clean = cur + params["strength"] * (clean - cur)
-        return assemble(frame, clean.astype(np.float32), colour)
+        return assemble(frame, with_strength(cur, clean.astype(np.float32), params["strength"]), colour)
 
 
 def _with_rgb(frame, rgb, colour) -> np.ndarray:
@@ -190,8 +185,8 @@ class TemporalSuperResolution(_Windowed):
     def render(self, params, t, inputs):
         _check_sizes(self.name, inputs[0])
         frame = inputs[0][t]
-        frames = {n: _rgb(f, self.name, n) for n, f in inputs[0].items()}
-        colour = [i for i, c in enumerate(frame.channels) if c in ("R", "G", "B")]
+        frames = {n: _rgb(f, self.name) for n, f in inputs[0].items()}
+        colour = frame.colour_indices(self.name)
         near = temporal.window_frames(t, params["radius"], min(frames), max(frames))
         for n in [k for k in self._results if k not in near]:
             del self._results[n]

@@ -4,10 +4,10 @@ under the ncnn CPU runtime on the same frame, measured in one run; and what int8
     python benchmarks/speed.py [--frames 3] [--threads N] [--size 512]
 
 The methods take turns (one call each per round, `--frames` rounds, best kept), so a machine shared
-with other work slows them alike. int8 is fast-x2 quantized by clarifx.models.precision (as the nodes'
-`precision=int8` runs it); its quality loss is measured on photos/misc by DESIGN.md's protocol (HR long
-side --size, Y-PSNR, 2-pixel border shaved) against fp32 in the same run, without the photo its ranges
-were calibrated on (astronaut).
+with other work slows them alike. int8 is fast-x2 quantized by clarifx.models.precision
+(as the nodes' `precision=int8` runs it); its quality loss is measured on photos/misc by DESIGN.md's
+protocol (HR long side --size, Y-PSNR, 2-pixel border shaved) against fp32 in the same run, without the
+photo its ranges were calibrated on (astronaut).
 
 Needs ../shared/scripts/fetch-data for the waifu2x ncnn files and photos/misc, and `pip install ncnn`.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+INT8 = ("fast-x2",)  # the embedded x2 models, also timed and scored in int8
 DATA = Path(os.environ.get("CLARIFX_DATA", Path.home() / ".cache/clarifx-data"))
 
 
@@ -37,28 +38,17 @@ def interleaved_best(methods: dict, runs: int) -> dict:
     return {name: min(t) for name, t in times.items()}
 
 
-def int8_quality(size: int) -> tuple[float, float, int]:
-    """Mean Y-PSNR of fast-x2 in fp32 and in int8 on photos/misc (without the calibration photo)."""
-    import torch
-
+def int8_quality(name: str, size: int) -> tuple[float, float, int]:
+    """Mean Y-PSNR of model `name` in fp32 and in int8 on photos/misc (without the calibration photo),
+    scored by the trainer's evaluate_photos (the model cards' protocol)."""
     from clarifx import models
-    from clarifx.metrics import psnr_y
     from clarifx.models.precision import quantize_int8
-    from clarifx.models.tiling import run_tiled
-    from quality import evaluation_pairs  # benchmarks/quality.py: the protocol's HR/LR pairs
+    from clarifx.train.__main__ import evaluate_photos
+    from quality import eval_paths  # benchmarks/quality.py
 
-    net = models.load("fast-x2")
-    nets = {"fp32": net, "int8": quantize_int8(net)}
-    scores = {k: [] for k in nets}
-    for name, hr, lr in evaluation_pairs(2, size):
-        if name == "astronaut":
-            continue
-        x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None]
-        for k, m in nets.items():
-            out = run_tiled(m, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
-            out = np.clip(out[0].permute(1, 2, 0).numpy(), 0, 1)
-            scores[k].append(psnr_y(out[2:-2, 2:-2], hr[2:-2, 2:-2]))
-    return float(np.mean(scores["fp32"])), float(np.mean(scores["int8"])), len(scores["fp32"])
+    paths = [p for p in eval_paths() if Path(p).stem != "astronaut"]
+    e = evaluate_photos(quantize_int8(models.load(name)), paths, 2, size, "clean", [[name]])
+    return e[name], e["model"], e["n"]
 
 
 def main() -> None:
@@ -91,9 +81,10 @@ def main() -> None:
         net = models.load(name)
         methods[f"{name} (clarifx, torch fp32)"] = \
             lambda net=net: run_tiled(net, x, scale=2, tile=None, overlap=0, border=net.border)
-    int8 = quantize_int8(models.load("fast-x2"))
-    methods["fast-x2 (clarifx, torch int8)"] = \
-        lambda: run_tiled(int8, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
+    for name in INT8:
+        int8 = quantize_int8(models.load(name))
+        methods[f"{name} (clarifx, torch int8)"] = \
+            lambda int8=int8: run_tiled(int8, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
 
     # The reference: waifu2x under ncnn's own CPU runtime, input padded by its 7-pixel border.
     net = ncnn.Net()
@@ -117,11 +108,12 @@ def main() -> None:
     print(f"{'method':<40}{'s/frame':>9}{'fps':>8}{'vs ncnn waifu2x':>17}")
     for name, s in rows.items():
         print(f"{name:<40}{s:>9.2f}{1 / s:>8.2f}{reference / s:>16.2f}x")
-    fp32_s, int8_s = rows["fast-x2 (clarifx, torch fp32)"], rows["fast-x2 (clarifx, torch int8)"]
-    fp32_db, int8_db, n = int8_quality(args.size)
-    print(f"fast-x2 int8: {fp32_s / int8_s:.2f}x the fp32 speed (target 1.5x); Y-PSNR {int8_db:.2f} dB against "
-          f"{fp32_db:.2f} dB in fp32 on {n} photos of photos/misc, a loss of {fp32_db - int8_db:.3f} dB "
-          f"(target <= 0.15)")
+    for name in INT8:
+        fp32_s, int8_s = rows[f"{name} (clarifx, torch fp32)"], rows[f"{name} (clarifx, torch int8)"]
+        fp32_db, int8_db, n = int8_quality(name, args.size)
+        print(f"{name} int8: {fp32_s / int8_s:.2f}x the fp32 speed (target 1.5x); Y-PSNR {int8_db:.2f} dB against "
+              f"{fp32_db:.2f} dB in fp32 on {n} photos of photos/misc, a loss of {fp32_db - int8_db:.3f} dB "
+              f"(target <= 0.15)")
 
 
 if __name__ == "__main__":

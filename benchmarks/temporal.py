@@ -173,7 +173,9 @@ def read_clip(name: str, count: int, start: int = 1):
     with footage.open_source(path) as src:
         frames = [src.read(k).pixels[:, :, :3] for k in range(start, start + count)]
     # Video decodes to Gamma 2.4 Rec.709 values; the nodes get them as display-referred as they are.
-    return [np.ascontiguousarray(np.clip(f, 0, 1), dtype=np.float32) for f in frames]
+    # A grey sequence (mire-2's PGM frames) becomes R = G = B, as the nodes take colour.
+    return [np.ascontiguousarray(np.clip(np.broadcast_to(f, f.shape[:2] + (3,)), 0, 1), dtype=np.float32)
+            for f in frames]
 
 
 def section_clips(args):

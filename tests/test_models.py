@@ -52,24 +52,25 @@ def waifu2x(tmp_path, monkeypatch):
     return models.load("waifu2x-photo-x2")
 
 
-def _photo_pair(tmp_path):
-    """HR: a real photo crop; LR: its antialiased bicubic reduction by 2, stored as 16-bit sRGB PNG."""
+def _photo_pair(tmp_path, scale=2):
+    """HR: a real photo crop; LR: its antialiased bicubic reduction by `scale`, stored as 16-bit sRGB PNG."""
     from skimage import data
 
     hr = (data.astronaut()[40:136, 180:276] / 255.0).astype(np.float32)
-    lr = np.clip(kernels.resample(hr, (48, 48), filter="bicubic"), 0, 1)
+    lr = np.clip(kernels.resample(hr, (96 // scale, 96 // scale), filter="bicubic"), 0, 1)
     write_image(tmp_path / "lr.png", lr, dtype="uint16")
     return hr, read_image(tmp_path / "lr.png")
 
 
-def _psnr_against_lanczos(tmp_path, model: str) -> tuple[float, float]:
+def _psnr_against_lanczos(tmp_path, model: str, scale=2) -> tuple[float, float]:
     """Y-PSNR against the real HR photo of `model` and of Lanczos, both run through `clarifx upscale`."""
-    hr, _ = _photo_pair(tmp_path)
+    hr, _ = _photo_pair(tmp_path, scale)
     scores = []
     for name in (model, "lanczos"):
-        assert cli.main(["upscale", str(tmp_path / "lr.png"), str(tmp_path / f"{name}.png"), "--scale", "2",
+        assert cli.main(["upscale", str(tmp_path / "lr.png"), str(tmp_path / f"{name}.png"), "--scale", str(scale),
                          "--model", name, "--dtype", "uint16", "--quiet"]) == 0
-        scores.append(psnr_y(read_image(tmp_path / f"{name}.png")[2:-2, 2:-2], hr[2:-2, 2:-2]))
+        b = scale
+        scores.append(psnr_y(read_image(tmp_path / f"{name}.png")[b:-b, b:-b], hr[b:-b, b:-b]))
     return scores[0], scores[1]
 
 
@@ -139,3 +140,22 @@ def test_the_embedded_fast_model_ships_installed_and_beats_lanczos(tmp_path, mon
     assert models.install("fast-x2") == models.installed_path("fast-x2")  # nothing to convert
     learned, lanczos = _psnr_against_lanczos(tmp_path, "fast-x2")
     assert learned > lanczos + 0.5, (learned, lanczos)
+
+
+def test_the_embedded_fidelity_model_beats_lanczos_and_answers_to_its_family_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLARIFX_MODELS", str(tmp_path / "empty"))
+    scale, name = 4, "fidelity-x4"
+    row = next(m for m in models.list_models() if m["name"] == name)
+    assert row["installed"] and row["scale"] == scale and "trained here" in row["origin"]
+    learned, lanczos = _psnr_against_lanczos(tmp_path, "fidelity", scale)  # `--model fidelity` at this scale
+    assert learned > lanczos + 0.5, (learned, lanczos)
+    assert cli.main(["upscale", str(tmp_path / "lr.png"), str(tmp_path / "full.png"), "--scale", str(scale),
+                     "--model", name, "--dtype", "uint16", "--quiet"]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "full.png"), read_image(tmp_path / "fidelity.png"))
+
+
+def test_a_family_name_without_a_model_at_that_scale_is_named():
+    assert models.for_scale("fidelity", 4) == "fidelity-x4" and models.for_scale("fast", 2) == "fast-x2"
+    assert models.for_scale("waifu2x-photo-x2", 2) == "waifu2x-photo-x2"  # other names pass through
+    with pytest.raises(ValueError, match="--model fast: no embedded fast model upscales by 3"):
+        models.for_scale("fast", 3)

@@ -455,3 +455,32 @@ def test_cuda_net_cpu_frame_peak_gpu_memory():
     assert out.device.type == "cpu"
     assert maxdiff(out, ref) <= 1e-3  # TF32/cuDNN algorithms may differ by tile shape
     assert peak < 64 * 2 ** 20
+
+
+def test_after_each_tile_reports_every_tile_and_can_stop_the_frame():
+    from clarifx.models.progress import after_each_tile
+
+    net = shuffle_net(scale=2, convs=5)
+    image = photo(40, 56, seed=3)
+    tiles = len(_axis_plan(40, 16, 4, 2, 4)) * len(_axis_plan(56, 16, 4, 2, 4))
+    assert tiles > 4
+    seen = []
+    with after_each_tile(seen.append):
+        run_tiled(net, image, scale=2, tile=16, overlap=4)
+    assert seen == [k / tiles for k in range(1, tiles + 1)]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_the_third(fraction):
+        seen.append(fraction)
+        if len(seen) == 3:
+            raise Stop
+
+    seen.clear()
+    with pytest.raises(Stop), after_each_tile(stop_at_the_third):
+        run_tiled(net, image, scale=2, tile=16, overlap=4)
+    assert len(seen) == 3
+    seen.clear()
+    run_tiled(net, image, scale=2, tile=16, overlap=4)  # outside the block nobody is called
+    assert seen == []

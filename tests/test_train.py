@@ -142,10 +142,56 @@ def test_a_restore_run_starts_from_init_weights_and_reports_per_condition(tmp_pa
                             eval_conditions=["clean", "noise15"])
     assert main([str(cfg_path), "--out", str(tmp_path / "run")]) == 0
     log = capsys.readouterr().out
-    assert "init: weights from" in log
+    assert "init: model weights from" in log
     assert "photos/misc (1 images, clean)" in log and "photos/misc (1 images, noise15)" in log
     after = load_weights(tmp_path / "run" / "tiny-x1.safetensors")
     for (name, a), b in zip(first.state_dict().items(), after.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
     card = (tmp_path / "run" / "tiny-x1.md").read_text()
     assert "condition `noise15`" in card and "| input |" in card
+
+
+def test_a_chain_starts_as_its_stages_and_must_add_up_to_its_scale(tmp_path, photo_dir, capsys):
+    """`init: {"stages.0": path, ...}` loads trained models into a chain's stages (the x4 fidelity model
+    starts as two fast x2 models); before training moves anything it gives exactly their chained output."""
+    torch.set_num_threads(1)
+    torch.manual_seed(2)
+    fast_args = {"channels": 8, "blocks": 1, "base": "bicubic"}
+    fast = archs.build("fast", scale=2, **fast_args)
+    for p in fast.parameters():
+        p.data.normal_(0, 0.05)
+    save_weights(fast, tmp_path / "fast.safetensors", {"arch": "fast", "arch_args": fast_args, "scale": 2,
+                                                       "name": "fast"})
+    stage = {"arch": "fast", "scale": 2, "args": fast_args}
+    cfg_path = _tiny_config(tmp_path, photo_dir, name="tiny-chain", arch="chain", arch_args={"stages": [stage, stage]},
+                            scale=4, patch=16, lr=1e-9, lr_min=1e-9, steps=2, val_every=1, grad_clip=0.1,
+                            init={"stages.0": str(tmp_path / "fast.safetensors"),
+                                  "stages.1": str(tmp_path / "fast.safetensors")})
+    assert main([str(cfg_path), "--out", str(tmp_path / "run"), "--no-eval"]) == 0
+    assert f"init: stages.1 weights from {tmp_path / 'fast.safetensors'}" in capsys.readouterr().out
+    chain = load_weights(tmp_path / "run" / "tiny-chain.safetensors")
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(chain(x), fast(fast(x)), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="stages upscale by 2, not by the model's scale 4"):
+        archs.build("chain", scale=4, stages=[stage])
+
+
+def test_every_embedded_model_has_the_config_it_was_trained_from_and_fits_the_size_budget():
+    from safetensors import safe_open
+
+    from clarifx import models
+
+    embedded = [c for c in models.CARDS.values() if c.embedded]
+    assert {"fast-x2", "fidelity-x4", "restore-x1", "denoise-x2"} <= {c.name for c in embedded}
+    total = 0
+    for c in embedded:
+        path = models.installed_path(c.name)
+        cfg = load_config(CONFIGS / f"{c.name}.json")
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        assert (meta["name"], meta["arch"], json.loads(meta["arch_args"]), int(meta["scale"])) == \
+            (c.name, cfg["arch"], cfg["arch_args"], cfg["scale"]), c.name
+        assert cfg["scale"] == c.scale and (path.with_suffix(".md")).exists()
+        total += path.stat().st_size
+    assert total <= 10 * 1024 * 1024  # issue 4: the embedded weights stay under 10 MB together

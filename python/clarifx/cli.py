@@ -81,7 +81,8 @@ def _model_params(args) -> dict:
     return {"model": args.model, "tile": args.tile, "precision": args.precision, "device": args.device}
 
 
-EMBEDDED_SR = {2: "fast-x2"}  # what `--model auto` runs at each scale (Lanczos where none is trained yet)
+# what `--model auto` runs at each scale (Lanczos where none is trained yet)
+EMBEDDED_SR = {2: "fast-x2", 4: "fidelity-x4"}
 
 
 def _upscale(args) -> int:
@@ -94,6 +95,7 @@ def _upscale(args) -> int:
         return _pipeline(args, ("Resize", {"scale": float(args.scale), "filter": args.model}))
     from . import models
 
+    args.model = models.for_scale(args.model, args.scale)
     scale = models.card(args.model).scale  # for a checkpoint file: the loaded network's (models/user.py)
     if scale != args.scale:
         raise ValueError(f"--model {args.model} upscales by {scale}, not {args.scale}")
@@ -199,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     _io_arguments(p)
     p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
     p.add_argument("--model", default="auto", metavar="NAME",
-                   help="lanczos, bicubic, an installed model (clarifx models list) or a checkpoint file "
+                   help="lanczos, bicubic, fidelity or fast (the embedded model of that family for --scale), "
+                        "an installed model (clarifx models list) or a checkpoint file "
                         "(.pth, .safetensors; needs spandrel); default: the embedded "
                         f"model for the scale ({', '.join(f'x{k} {v}' for k, v in EMBEDDED_SR.items())}), "
                         "else lanczos")

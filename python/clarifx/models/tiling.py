@@ -57,6 +57,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import progress
+
 __all__ = ["run_tiled", "receptive_radius", "exact_overlap", "choose_tile"]
 
 Net = Callable[[torch.Tensor], torch.Tensor]
@@ -226,6 +228,8 @@ def run_tiled(net: Net, image: torch.Tensor, *, scale: int, tile: int | None, ov
         plan_x = [(a, b, None if w is None else w.to(image.device, acc_dtype)) for a, b, w in plan_x]
 
         out = None
+        after_tile = progress.tile_callback()
+        done = 0
         for y0, y1, wy in plan_y:
             for x0, x1, wx in plan_x:
                 # src is padded by `border`: window [y0, y1) plus the border lives at [y0, y1+2b)
@@ -246,6 +250,9 @@ def run_tiled(net: Net, image: torch.Tensor, *, scale: int, tile: int | None, ov
                     ones_x = wx if wx is not None else torch.ones_like(wy[:1])
                     view.addcmul_(y, ones_y[:, None] * ones_x[None, :])
                 del y
+                done += 1
+                if after_tile is not None:
+                    after_tile(done / (len(plan_y) * len(plan_x)))
         return out.to(image.dtype)
 
 

@@ -208,12 +208,15 @@ class _HostPoll:
         self._progress = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_double)(progress) \
             if progress else None
         self._effect = effect
+        self._reported = -1.0
 
     def check(self, fraction: float | None = None) -> None:
-        """Raise Abandoned when the host wants the render to stop; report progress (0..1) if given."""
+        """Raise Abandoned when the host wants the render to stop; report progress (0..1) if given and
+        ahead of what was reported (a node that runs its model on several frames restarts its tiles)."""
         if self._abort is not None and self._abort(self._effect):
             raise Abandoned
-        if fraction is not None and self._progress is not None:
+        if fraction is not None and fraction > self._reported and self._progress is not None:
+            self._reported = fraction
             if self._progress(self._effect, ctypes.c_double(fraction)) == _REPLY_NO:  # Cancel pressed
                 raise Abandoned
 
@@ -354,6 +357,7 @@ class Instance:
 
     def _render_views(self, args: dict, views: list[dict], dst: np.ndarray, poll: _HostPoll) -> None:
         from ..frame import Frame
+        from ..models.progress import after_each_tile
         from ..render import adapt
         from .. import kernels
 
@@ -399,7 +403,8 @@ class Instance:
                 poll.check(0.2 * done / total)
             inputs.append(frames)
 
-        result = self.impl.render(params, t, inputs)
+        with after_each_tile(lambda done: poll.check(0.2 + 0.7 * done)):  # a tiled model can stop mid-frame
+            result = self.impl.render(params, t, inputs)
         poll.check(0.9)
         pixels = result.pixels
         if not isinstance(pixels, np.ndarray) or not pixels.flags.writeable or \

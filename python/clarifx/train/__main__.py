@@ -52,6 +52,7 @@ DEFAULTS = {
     "steps": 1000,
     "lr": 1e-3,
     "lr_min": 1e-5,
+    "grad_clip": 0.0,  # > 0: clip the gradient's global norm to this (a deeper net diverged at lr 5e-4 without)
     "val_every": 200,
     "texture_min": 2.0,
     "texture_tries": 4,
@@ -60,7 +61,7 @@ DEFAULTS = {
     "eval_max_side": 512,
     "eval_conditions": [],
     "eval_pipelines": [],
-    "init": None,  # weights to start from (a path relative to the repository root), e.g. a previous stage
+    "init": None,  # weights to start from (a path relative to the repository root, or {"part": path}), e.g. a previous stage
 }
 TASKS = {"sr": "super-resolution", "restore": "noise and compression-artefact removal (same size)",
          "joint": "joint denoising + super-resolution"}
@@ -211,10 +212,12 @@ def evaluate_photos(model, paths, scale: int, max_side: int = 512, condition: st
     Returns mean Y-PSNR (and Y-SSIM as ``<key>_ssim``, skimage's structural_similarity on the shaved
     luma) for the model and the baselines: the degraded input itself at scale 1, bicubic and Lanczos-3
     (clarifx.kernels.resample) otherwise; plus each pipeline (a list of registry model names run in
-    turn, e.g. ["restore-x1", "fast-x2"] for denoise-then-upscale), keyed "a+b"."""
+    turn, e.g. ["restore-x1", "fast-x2"] for denoise-then-upscale), keyed "a+b". With `model` None only
+    the baselines and pipelines are scored (benchmarks/quality.py compares registry models this way)."""
     from clarifx import models
     from clarifx.kernels import resample
     from clarifx.metrics import luma_bt601, psnr_y
+    from clarifx.models.tiling import run_tiled
     from clarifx.train.degrade import EVAL_CONDITIONS
 
     def ssim_y(a, b):
@@ -223,11 +226,14 @@ def evaluate_photos(model, paths, scale: int, max_side: int = 512, condition: st
         ya, yb = luma_bt601(a)[scale:-scale, scale:-scale], luma_bt601(b)[scale:-scale, scale:-scale]
         return structural_similarity(ya, yb, data_range=1.0)
 
-    def run(net, img):
-        return net(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None])[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    def run(net, img):  # whole frame; run_tiled pads for nets that lose a border (waifu2x: 7 px a side)
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+        y = run_tiled(net, x, scale=net.scale, tile=None, overlap=0, border=net.border)
+        return y[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
     chains = {"+".join(names): [models.load(n) for n in names] for names in pipelines}
-    model.eval()
+    if model is not None:
+        model.eval()
     rows: dict[str, list[float]] = {}
     for i, p in enumerate(paths):
         img = _read_photo(p)
@@ -236,7 +242,7 @@ def evaluate_photos(model, paths, scale: int, max_side: int = 512, condition: st
         hr = np.ascontiguousarray(img[:h, :w])
         lr = hr if scale == 1 else np.clip(resample(hr, (h // scale, w // scale), filter="bicubic"), 0, 1)
         lr = EVAL_CONDITIONS[condition](lr, np.random.default_rng(i))
-        outs = {"model": run(model, lr)}
+        outs = {} if model is None else {"model": run(model, lr)}
         for f in _baselines(scale):
             outs[f] = lr if f == "input" else np.clip(resample(lr, (h, w), filter=f), 0, 1)
         for key, chain in chains.items():
@@ -281,6 +287,7 @@ def load_weights(path) -> torch.nn.Module:
 _ARCH_TEXT = {
     "FastSR": "3x3 conv stack with PReLU on the LR image, pixel shuffle, plus a global residual on torch "
               "bicubic (align_corners=False) upscale of the input",
+    "ChainSR": "networks run one after another and trained end to end (the stages are in the config below)",
     "RestoreNet": "pixel unshuffle by 2, residual blocks of two 3x3 convs with leaky ReLU at half resolution, "
                   "pixel shuffle to the output size, plus a global residual on the input (scale 1) or its torch "
                   "bicubic upscale",
@@ -290,7 +297,7 @@ _ARCH_TEXT = {
 def _table(name, e, scale) -> list[str]:
     base = _baselines(scale)[0]
     lines = ["| method | Y-PSNR (dB) | vs " + base + " | Y-SSIM |", "|---|---|---|---|"]
-    keys = ["model"] + [k for k in e if not k.endswith("_ssim") and k not in ("model", "n", "condition")]
+    keys = [k for k in e if not k.endswith("_ssim") and k not in ("n", "condition")]
     for k in keys:
         gain = f"{e[k] - e[base]:+.3f}" if math.isfinite(e[k]) and math.isfinite(e[base]) else "n/a"
         lines.append(f"| {name if k == 'model' else k} | {e[k]:.3f} | {gain} | {e[k + '_ssim']:.4f} |")
@@ -368,8 +375,10 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
     if cfg["init"]:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(cfg["init"]))
-        log(f"init: weights from {cfg['init']}")
+        # a path: the whole model; {"part": path}: that sub-network (e.g. a cascade's base)
+        for part, path in (cfg["init"].items() if isinstance(cfg["init"], dict) else [("", cfg["init"])]):
+            (model.get_submodule(part) if part else model).load_state_dict(load_file(path))
+            log(f"init: {part or 'model'} weights from {path}")
     params = archs.param_count(model)
     bic = F.interpolate(vlr, scale_factor=cfg["scale"], mode="bicubic", align_corners=False)
     val_bic = _psnr_batch(bic, vhr, cfg["scale"])
@@ -403,6 +412,8 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
         loss = (model(lr) - hr).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         opt.step()
         losses.append(loss.item())
         done = step == steps or (time_limit is not None and time.time() - t_start >= time_limit)

@@ -13,6 +13,8 @@ the same base filter.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -93,7 +95,27 @@ class RestoreNet(nn.Module):
         return r + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
 
-ARCHS = {"fast": FastSR, "restore": RestoreNet}
+class ChainSR(nn.Module):
+    """Networks run one after another, e.g. two x2 upscalers for x4, trained end to end: ``stages`` is a
+    list of {"arch", "scale", "args"}; a config's ``"init": {"stages.0": path, ...}`` starts each stage
+    from trained weights, so the run begins exactly where the plain chain of those models is."""
+
+    def __init__(self, scale: int = 4, stages: list | None = None):
+        super().__init__()
+        self.scale = int(scale)
+        self.border = 0
+        self.stages = nn.ModuleList(build(s["arch"], scale=s["scale"], **s.get("args", {})) for s in stages or [])
+        product = math.prod(m.scale for m in self.stages)
+        if product != self.scale:
+            raise ValueError(f"arch_args.stages: the stages upscale by {product}, not by the model's scale {scale}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+ARCHS = {"fast": FastSR, "restore": RestoreNet, "chain": ChainSR}
 
 
 def build(arch: str, **kwargs) -> nn.Module:

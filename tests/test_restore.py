@@ -137,7 +137,7 @@ def test_split_and_join_give_the_input_back():
     assert working.split(sdr)[0] is sdr and working.split(sdr)[1] is None
 
 
-@pytest.mark.parametrize("model", ["fast-x2", "waifu2x-photo-x2", "realesr-animevideov3-x2"])
+@pytest.mark.parametrize("model", ["fast-x2", "fidelity-x4", "waifu2x-photo-x2", "realesr-animevideov3-x2"])
 def test_flat_highlight_stays_at_8_through_superresolution(tmp_path, model):
     # Scene-linear EXR: a photo with a flat 8.0 block reaching the frame edge (where nets err most).
     _installed(model)
@@ -145,8 +145,9 @@ def test_flat_highlight_stays_at_8_through_superresolution(tmp_path, model):
     lin = np.where(img <= 0.04045, img / 12.92, ((img + 0.055) / 1.055) ** 2.4).astype(np.float32)
     lin[:40, :48] = 8.0
     out = _render(tmp_path, lin, model=model, space="Linear Rec.709 (sRGB)")
-    assert out.shape == (128, 160, 3)
-    flat = out[:80 - 6, :96 - 6]                       # the block, 3 input pixels clear of its inner edges
+    s = models.card(model).scale
+    assert out.shape == (64 * s, 80 * s, 3)
+    flat = out[:40 * s - 3 * s, :48 * s - 3 * s]       # the block, 3 input pixels clear of its inner edges
     assert np.abs(flat / 8.0 - 1).max() <= 0.01, float(np.abs(flat / 8.0 - 1).max())
     # Without the split the model would see sRGB 2.45 (linear 8.0), which it never saw in training:
     net = models.load(model)
@@ -245,7 +246,7 @@ def test_no_colour_shift_against_lanczos(tmp_path):
 # tiling through the node: overlap from the measured receptive field, exact for padded nets
 
 
-@pytest.mark.parametrize("model,tile", [("fast-x2", 32), ("realesr-animevideov3-x2", 80)])
+@pytest.mark.parametrize("model,tile", [("fast-x2", 32), ("fidelity-x4", 48), ("realesr-animevideov3-x2", 80)])
 def test_node_tiles_join_exactly(tmp_path, model, tile):
     from clarifx.nodes.restore import _overlap
 
@@ -259,7 +260,7 @@ def test_node_tiles_join_exactly(tmp_path, model, tile):
     assert overlap <= tile // 2 and (model != "fast-x2" or overlap == 14)
     # the poison: the same tiles with too little overlap show seams
     x = torch.from_numpy(img).permute(2, 0, 1)[None]
-    short = run_tiled(net, x, scale=2, tile=tile, overlap=overlap // 4)[0].permute(1, 2, 0).numpy()
+    short = run_tiled(net, x, scale=net.scale, tile=tile, overlap=overlap // 4)[0].permute(1, 2, 0).numpy()
     assert np.abs(short - whole).max() > 1e-4
 
 

@@ -11,8 +11,7 @@ The scoring is the trainer's own (clarifx.train's evaluate_photos), so these tab
 measure the same thing.
 
 --restore measures the embedded restoration models under the fixed degradations of
-clarifx.train.degrade.EVAL_CONDITIONS, with the model cards' protocol (the trainer's evaluate_photos):
-restore-x1 on clean, noisy, JPEG q20 and H.264 CRF 35 input against the input itself, and the joint
+clarifx.train.degrade.EVAL_CONDITIONS, as the model cards do: restore-x1 on clean, noisy, JPEG q20 and H.264 CRF 35 input against the input itself, and the joint
 denoise-x2 on noisy LR (Gaussian 10/255 + Poisson) against bicubic, Lanczos and denoise-then-upscale
 with our own models (restore-x1, then fast-x2).
 

@@ -61,7 +61,8 @@ DEFAULTS = {
     "eval_max_side": 512,
     "eval_conditions": [],
     "eval_pipelines": [],
-    "init": None,  # weights to start from (a path relative to the repository root, or {"part": path}), e.g. a previous stage
+    "init": None,  # weights to start from, e.g. a previous stage: a path relative to the repository root, or
+    #                {"part": path} for sub-networks
 }
 TASKS = {"sr": "super-resolution", "restore": "noise and compression-artefact removal (same size)",
          "joint": "joint denoising + super-resolution"}
@@ -375,7 +376,7 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
     if cfg["init"]:
         from safetensors.torch import load_file
 
-        # a path: the whole model; {"part": path}: that sub-network (e.g. a cascade's base)
+        # a path: the whole model; {"part": path}: that sub-network (e.g. a chain's "stages.0")
         for part, path in (cfg["init"].items() if isinstance(cfg["init"], dict) else [("", cfg["init"])]):
             (model.get_submodule(part) if part else model).load_state_dict(load_file(path))
             log(f"init: {part or 'model'} weights from {path}")

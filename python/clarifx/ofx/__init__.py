@@ -263,25 +263,26 @@ class Instance:
             out[p.name] = p.check(v, where)
         return out, colour.canonical(values.get(HOST_COLORSPACE) or _host_colorspace_param()["default"])
 
-    def _source_size(self, ctx: dict) -> tuple[int, int, float]:
-        """(width, height) of the Source in canonical pixels (0, 0 when the host gave no region), and its PAR."""
+    def _input_clips(self, host_cs: str, ctx: dict) -> list:
+        """What the node's inputs hold, as far as the host says: every input the size of the Source's
+        region in canonical pixels (1x1 when the host gave none), premultiplied RGBA in the host's
+        colourspace, with the Source clip's frame range."""
         par = float(ctx.get("source_par") or 1.0)
-        if not ctx.get("source_rod"):
-            return 0, 0, par
-        x1, y1, x2, y2 = ctx["source_rod"]
-        return round((x2 - x1) / par), round(y2 - y1), par
+        width = height = 1
+        if ctx.get("source_rod"):
+            x1, y1, x2, y2 = ctx["source_rod"]
+            width, height = max(round((x2 - x1) / par), 1), max(round(y2 - y1), 1)
+        return [_clip_info(width, height, ("R", "G", "B", "A"), host_cs, True, par, ctx.get("frame_range"))
+                for _ in self.type.inputs]
 
     def prepare(self, params: dict, host_cs: str, ctx: dict) -> tuple[float, float]:
         """Tell the node what its inputs hold, as the graph engine does before asking it anything
         (temporal nodes learn the clip's range here), and return how much it scales a frame in x and y."""
-        width, height, par = self._source_size(ctx)
-        w, h = max(width, 1), max(height, 1)
-        clips = [_clip_info(w, h, ("R", "G", "B", "A"), host_cs, True, par, ctx.get("frame_range"))
-                 for _ in self.type.inputs]
+        clips = self._input_clips(host_cs, ctx)
         out = self.impl.clip(params, clips)
-        if width <= 0 or height <= 0:
+        if not ctx.get("source_rod"):
             return 1.0, 1.0
-        return out.width / w, out.height / h
+        return out.width / clips[0].width, out.height / clips[0].height
 
     def region_of_definition(self, ctx: dict):
         """The output's region of definition in canonical coordinates, or None for the host's default
@@ -318,10 +319,7 @@ class Instance:
         if not ctx.get("source_rod"):
             return None  # sizes are known only from the Source's region: without one, nothing is the same size
         params, host_cs = self.params(ctx["params"])
-        width, height, par = self._source_size(ctx)
-        clips = [_clip_info(max(width, 1), max(height, 1), ("R", "G", "B", "A"), host_cs, True, par,
-                            ctx.get("frame_range")) for _ in self.type.inputs]
-        index = self.impl.is_identity(params, clips)
+        index = self.impl.is_identity(params, self._input_clips(host_cs, ctx))
         return None if index is None else (self.clips[index], float(ctx["time"]))
 
     def render(self, args: dict) -> bool:

@@ -247,12 +247,16 @@ def random_kernel(bcfg: dict, rng: np.random.Generator) -> tuple[str, np.ndarray
 
 
 def _noise(img, ncfg, rng):
+    def gaussian(x):
+        sigma = _u(rng, ncfg["sigma_range"]) / 255.0
+        return gaussian_noise(x, sigma, rng, gray=rng.random() < ncfg.get("gray_prob", 0.0))
+
+    def poisson(x):
+        return poisson_noise(x, _u(rng, ncfg["peak_range"]), rng)
+
     if rng.random() < ncfg.get("both_prob", 0.0):  # shot noise, then read noise: what a sensor gives
-        img = poisson_noise(img, _u(rng, ncfg["peak_range"]), rng)
-        return gaussian_noise(img, _u(rng, ncfg["sigma_range"]) / 255.0, rng, gray=rng.random() < ncfg.get("gray_prob", 0.0))
-    if rng.random() < ncfg.get("gaussian_prob", 0.5):
-        return gaussian_noise(img, _u(rng, ncfg["sigma_range"]) / 255.0, rng, gray=rng.random() < ncfg.get("gray_prob", 0.0))
-    return poisson_noise(img, _u(rng, ncfg["peak_range"]), rng)
+        return gaussian(poisson(img))
+    return gaussian(img) if rng.random() < ncfg.get("gaussian_prob", 0.5) else poisson(img)
 
 
 def _compress(img, ccfg, rng):

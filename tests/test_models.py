@@ -133,18 +133,21 @@ def test_forensic_mode_reduces_back_to_the_input_and_records_provenance(tmp_path
         assert tags["clarifx:mode"] == "forensic" and tags["clarifx:version"] == clarifx.__version__
 
 
-def test_the_embedded_fast_model_ships_installed_and_beats_lanczos(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, scale", [("fast-x2", 2), ("fast-x4", 4)])
+def test_the_embedded_fast_models_ship_installed_and_beat_lanczos(tmp_path, monkeypatch, name, scale):
     monkeypatch.setenv("CLARIFX_MODELS", str(tmp_path / "empty"))
-    row = next(m for m in models.list_models() if m["name"] == "fast-x2")
+    row = next(m for m in models.list_models() if m["name"] == name)
     assert row["installed"] and 50_000 < row["parameters"] <= 100_000 and "trained here" in row["origin"]
-    assert models.install("fast-x2") == models.installed_path("fast-x2")  # nothing to convert
-    learned, lanczos = _psnr_against_lanczos(tmp_path, "fast-x2")
+    assert row["scale"] == scale and row["character"] == "fast"
+    assert models.install(name) == models.installed_path(name)  # nothing to convert
+    learned, lanczos = _psnr_against_lanczos(tmp_path, name, scale)
     assert learned > lanczos + 0.5, (learned, lanczos)
 
 
-def test_the_embedded_fidelity_model_beats_lanczos_and_answers_to_its_family_name(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, scale", [("fidelity-x2", 2), ("fidelity-x4", 4)])
+def test_the_embedded_fidelity_models_beat_lanczos_and_answer_to_their_family_name(tmp_path, monkeypatch,
+                                                                                   name, scale):
     monkeypatch.setenv("CLARIFX_MODELS", str(tmp_path / "empty"))
-    scale, name = 4, "fidelity-x4"
     row = next(m for m in models.list_models() if m["name"] == name)
     assert row["installed"] and row["scale"] == scale and "trained here" in row["origin"]
     learned, lanczos = _psnr_against_lanczos(tmp_path, "fidelity", scale)  # `--model fidelity` at this scale
@@ -156,6 +159,7 @@ def test_the_embedded_fidelity_model_beats_lanczos_and_answers_to_its_family_nam
 
 def test_a_family_name_without_a_model_at_that_scale_is_named():
     assert models.for_scale("fidelity", 4) == "fidelity-x4" and models.for_scale("fast", 2) == "fast-x2"
+    assert models.for_scale("fast", 4) == "fast-x4" and models.for_scale("fidelity", 2) == "fidelity-x2"
     assert models.for_scale("waifu2x-photo-x2", 2) == "waifu2x-photo-x2"  # other names pass through
     with pytest.raises(ValueError, match="--model fast: no embedded fast model upscales by 3"):
         models.for_scale("fast", 3)

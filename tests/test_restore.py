@@ -137,7 +137,8 @@ def test_split_and_join_give_the_input_back():
     assert working.split(sdr)[0] is sdr and working.split(sdr)[1] is None
 
 
-@pytest.mark.parametrize("model", ["fast-x2", "fidelity-x4", "waifu2x-photo-x2", "realesr-animevideov3-x2"])
+@pytest.mark.parametrize("model", ["fast-x2", "fast-x4", "fidelity-x4", "waifu2x-photo-x2",
+                                   "realesr-animevideov3-x2"])
 def test_flat_highlight_stays_at_8_through_superresolution(tmp_path, model):
     # Scene-linear EXR: a photo with a flat 8.0 block reaching the frame edge (where nets err most).
     _installed(model)
@@ -246,7 +247,8 @@ def test_no_colour_shift_against_lanczos(tmp_path):
 # tiling through the node: overlap from the measured receptive field, exact for padded nets
 
 
-@pytest.mark.parametrize("model,tile", [("fast-x2", 32), ("fidelity-x4", 48), ("realesr-animevideov3-x2", 80)])
+@pytest.mark.parametrize("model,tile", [("fast-x2", 32), ("fast-x4", 32), ("fidelity-x4", 48),
+                                        ("realesr-animevideov3-x2", 80)])
 def test_node_tiles_join_exactly(tmp_path, model, tile):
     from clarifx.nodes.restore import _overlap
 

@@ -41,14 +41,15 @@ def _tiny_config(tmp_path, photo_dir, **over):
     return path
 
 
-def test_fast_x2_config_is_within_the_parameter_budget():
-    cfg = load_config(CONFIGS / "fast-x2.json")
+@pytest.mark.parametrize("name", ["fast-x2", "fast-x4"])
+def test_fast_configs_are_within_the_parameter_budget(name):
+    cfg = load_config(CONFIGS / f"{name}.json")
     model = archs.build(cfg["arch"], scale=cfg["scale"], **cfg["arch_args"])
     n = archs.param_count(model)
     assert 20_000 < n <= 100_000
     # starts as the bicubic residual base: zero-initialised last conv
     x = torch.rand(1, 3, 8, 8)
-    base = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    base = torch.nn.functional.interpolate(x, scale_factor=cfg["scale"], mode="bicubic", align_corners=False)
     torch.testing.assert_close(model(x), base)
 
 
@@ -174,13 +175,42 @@ def test_a_chain_starts_as_its_stages_and_must_add_up_to_its_scale(tmp_path, pho
         archs.build("chain", scale=4, stages=[stage])
 
 
+@pytest.mark.parametrize("scale, small, big", [(2, (8, 1), (12, 3)), (4, (6, 2), (6, 5)), (2, (5, 0), (9, 2))])
+def test_a_grown_fast_model_starts_as_the_small_one_and_then_trains_apart(tmp_path, photo_dir, capsys,
+                                                                          scale, small, big):
+    """`grow: path` starts a wider/deeper FastSR exactly as a trained smaller one (fidelity-x2 grows from
+    fast-x2), and the copies of a channel do not stay copies once training moves them."""
+    torch.set_num_threads(1)
+    torch.manual_seed(3)
+    args = {"base": "bicubic"}
+    path = tmp_path / "small.safetensors"
+    small_net = _saved_random_model(path, "fast", scale, 0.1, channels=small[0], blocks=small[1], **args)
+    cfg_path = _tiny_config(tmp_path, photo_dir, name="tiny-grown", arch="fast", scale=scale, patch=16,
+                            arch_args={"channels": big[0], "blocks": big[1], **args}, grow=str(path),
+                            lr=1e-9, lr_min=1e-9, steps=1, val_every=1)
+    assert main([str(cfg_path), "--out", str(tmp_path / "run"), "--no-eval"]) == 0
+    assert f"grow: starts as {path}" in capsys.readouterr().out
+    grown = load_weights(tmp_path / "run" / "tiny-grown.safetensors")
+    x = torch.rand(2, 3, 17, 23)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), small_net(x), atol=1e-5, rtol=0)
+    # a copied channel (same weights in as its original) gets a different gradient: they train apart
+    (grown(x) - torch.rand_like(grown(x))).square().mean().backward()
+    w, grad = grown.body[0].weight, grown.body[0].weight.grad
+    for j in range(small[0], big[0]):
+        c = next(c for c in range(small[0]) if torch.equal(w[j], w[c]))
+        assert not torch.allclose(grad[j], grad[c], rtol=1e-3, atol=0), (j, c)
+    with pytest.raises(ValueError, match="grow: cannot grow a FastSR x2 8x1"):
+        archs.grow(archs.build("fast", scale=2, channels=8, blocks=1), archs.build("fast", scale=2, channels=4, blocks=1))
+
+
 def test_every_embedded_model_has_the_config_it_was_trained_from_and_fits_the_size_budget():
     from safetensors import safe_open
 
     from clarifx import models
 
     embedded = [c for c in models.CARDS.values() if c.embedded]
-    assert {"fast-x2", "fidelity-x4", "restore-x1", "denoise-x2"} <= {c.name for c in embedded}
+    assert {"fast-x2", "fast-x4", "fidelity-x2", "fidelity-x4", "restore-x1", "denoise-x2", "deblock-x1"} <= {c.name for c in embedded}
     total = 0
     for c in embedded:
         path = models.installed_path(c.name)

@@ -104,12 +104,20 @@ def _upscale(args) -> int:
     return _pipeline(args, ("SuperResolution", _model_params(args) | {"mode": args.mode}))
 
 
-def _denoise(args) -> int:
+def _restore_params(args) -> dict:
     if not 0.0 <= args.strength <= 2.0:
         raise ValueError(f"--strength {args.strength:g}: must be between 0 and 2")
+    return _model_params(args) | {"strength": args.strength}
+
+
+def _denoise(args) -> int:
     if _temporal(args):
-        return _pipeline(args, ("TemporalDenoise", _model_params(args) | {"strength": args.strength}))
-    return _pipeline(args, ("Denoise", _model_params(args) | {"strength": args.strength}))
+        return _pipeline(args, ("TemporalDenoise", _restore_params(args)))
+    return _pipeline(args, ("Denoise", _restore_params(args)))
+
+
+def _deblock(args) -> int:
+    return _pipeline(args, ("Deblock", _restore_params(args)))
 
 
 def _models(args) -> int:
@@ -179,12 +187,19 @@ def _io_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
-def _model_arguments(p: argparse.ArgumentParser) -> None:
+def _strength_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strength", type=float, default=1.0, metavar="X",
+                   help="0 leaves IN as it is, 1 applies the model's whole correction, up to 2 goes further "
+                        "(default: %(default)s)")
+
+
+def _model_arguments(p: argparse.ArgumentParser, temporal: bool = True) -> None:
     from .models.precision import DEVICES, PRECISIONS
 
-    p.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=None,
-                   help="use the neighbouring frames, aligned by optical flow, against flicker and noise "
-                        "(default: on for video)")
+    if temporal:
+        p.add_argument("--temporal", action=argparse.BooleanOptionalAction, default=None,
+                       help="use the neighbouring frames, aligned by optical flow, against flicker and noise "
+                            "(default: on for video)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32; fp16 or bf16 on a CUDA GPU; int8 on the CPU (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: %(default)s)")
@@ -213,14 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("denoise", help="remove sensor noise and compression artefacts (blocking, ringing)")
     _io_arguments(p)
-    p.add_argument("--strength", type=float, default=1.0, metavar="X",
-                   help="0 leaves IN as it is, 1 applies the model's whole correction, up to 2 goes further "
-                        "(default: %(default)s)")
+    _strength_argument(p)
     p.add_argument("--model", default="restore-x1", metavar="NAME",
                    help="a same-size model (clarifx models list) or checkpoint file (.pth, .safetensors); "
                         "default: %(default)s")
     _model_arguments(p)
     p.set_defaults(run=_denoise)
+
+    p = commands.add_parser("deblock", help="remove compression artefacts only (JPEG, H.264/H.265 blocking)")
+    _io_arguments(p)
+    _strength_argument(p)
+    p.add_argument("--model", default="deblock-x1", metavar="NAME",
+                   help="a same-size model (clarifx models list) or checkpoint file; default: %(default)s")
+    _model_arguments(p, temporal=False)  # frame by frame: `denoise --temporal` is the one that fuses frames
+    p.set_defaults(run=_deblock)
 
     p = commands.add_parser("models", help="list or install restoration models")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

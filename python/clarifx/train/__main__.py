@@ -52,6 +52,8 @@ DEFAULTS = {
     "steps": 1000,
     "lr": 1e-3,
     "lr_min": 1e-5,
+    "loss": "l1",  # or "mse": near the identity (small errors: deblocking) L1's gradient is only their noisy
+    #                sign and a zero-started residual net did not move in 1000 steps; MSE's scales with them
     "grad_clip": 0.0,  # > 0: clip the gradient's global norm to this (a deeper net diverged at lr 5e-4 without)
     "val_every": 200,
     "texture_min": 2.0,
@@ -63,8 +65,10 @@ DEFAULTS = {
     "eval_pipelines": [],
     "init": None,  # weights to start from, e.g. a previous stage: a path relative to the repository root, or
     #                {"part": path} for sub-networks
+    "grow": None,  # a trained smaller FastSR (path) that a wider/deeper FastSR starts as, exactly (archs.grow)
 }
 TASKS = {"sr": "super-resolution", "restore": "noise and compression-artefact removal (same size)",
+         "deblock": "compression-artefact removal: JPEG, H.264, H.265 (same size)",
          "joint": "joint denoising + super-resolution"}
 
 
@@ -74,6 +78,8 @@ def load_config(path: str | os.PathLike) -> dict:
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+    if cfg.get("loss", "l1") not in ("l1", "mse"):
+        raise ValueError(f"{path}: loss {cfg['loss']!r} is not 'l1' or 'mse'")
     return {**DEFAULTS, **cfg}
 
 
@@ -312,7 +318,7 @@ def write_card(path, cfg, info):
     lines = [
         f"# {cfg['name']}",
         "",
-        f"Task: {TASKS[cfg['task']]} x{scale} ({cfg['arch']}). Character: fidelity (L1). Licence: same as clarifx. Origin: trained here.",
+        f"Task: {TASKS[cfg['task']]} x{scale} ({cfg['arch']}). Character: fidelity ({cfg['loss'].upper()}). Licence: same as clarifx. Origin: trained here.",
         "",
         "## Architecture",
         f"`clarifx.train.archs.{type(info['model']).__name__}`({json.dumps(cfg['arch_args'])}), scale {scale}: "
@@ -334,7 +340,7 @@ def write_card(path, cfg, info):
         "",
         f"Config: `{json.dumps({k: v for k, v in cfg.items() if k not in ('train_dir', 'eval_dir')})}`",
         "",
-        f"L1 loss, Adam (lr {cfg['lr']} cosine to {cfg['lr_min']}), batch {cfg['batch']}, seed {cfg['seed']}. "
+        f"{'MSE' if cfg['loss'] == 'mse' else 'L1'} loss, Adam (lr {cfg['lr']} cosine to {cfg['lr_min']}), batch {cfg['batch']}, seed {cfg['seed']}. "
         f"Steps run: {info['steps_done']} (cap {info['steps']}; time limit {info['time_limit']} s), "
         f"{info['train_s'] / 60:.1f} min on {info['device']}.",
         "",
@@ -380,6 +386,9 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
         for part, path in (cfg["init"].items() if isinstance(cfg["init"], dict) else [("", cfg["init"])]):
             (model.get_submodule(part) if part else model).load_state_dict(load_file(path))
             log(f"init: {part or 'model'} weights from {path}")
+    if cfg["grow"]:
+        archs.grow(load_weights(cfg["grow"]), model, seed=cfg["seed"])
+        log(f"grow: starts as {cfg['grow']}, widened and deepened")
     params = archs.param_count(model)
     bic = F.interpolate(vlr, scale_factor=cfg["scale"], mode="bicubic", align_corners=False)
     val_bic = _psnr_batch(bic, vhr, cfg["scale"])
@@ -410,7 +419,8 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
         lr_now = set_lr(progress)
         hr = sample_batch(pool, cfg, rng)
         lr = make_lr(hr, cfg, rng)
-        loss = (model(lr) - hr).abs().mean()
+        err = model(lr) - hr
+        loss = err.square().mean() if cfg["loss"] == "mse" else err.abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg["grad_clip"] > 0:

@@ -44,6 +44,45 @@ class FastSR(nn.Module):
         return F.pixel_shuffle(self.body(x), self.scale) + up
 
 
+@torch.no_grad()
+def grow(small: FastSR, big: FastSR, seed: int = 0) -> None:
+    """Set a wider and deeper FastSR's weights so that it computes exactly what `small` computes
+    (Net2Net: Chen et al., 2016), so training a bigger model starts where a trained small one ends.
+
+    Wider: big channel j repeats small channel g(j) (the first ones map to themselves, the rest are drawn
+    at random); a layer reading replicated channels splits each original weight among the copies in
+    random shares that sum to 1, so the copies drift apart once trained. Deeper: the extra layers sit
+    evenly between the copied ones as a centred identity conv with PReLU slope 1 (exactly the identity).
+    """
+    if (big.scale, big.base) != (small.scale, small.base) or big.channels < small.channels \
+            or big.blocks < small.blocks:
+        raise ValueError(f"grow: cannot grow a FastSR x{small.scale} {small.channels}x{small.blocks} "
+                         f"({small.base}) into x{big.scale} {big.channels}x{big.blocks} ({big.base})")
+    rng = torch.Generator().manual_seed(seed)
+    c, cb = small.channels, big.channels
+    g = torch.cat([torch.arange(c), torch.randint(0, c, (cb - c,), generator=rng)])
+    share = 0.5 + torch.rand(cb, generator=rng)  # a copy's share of its original's outgoing weight
+    share /= torch.zeros(c).index_add_(0, g, share)[g]
+    hidden_small = [(small.body[2 * k], small.body[2 * k + 1]) for k in range(small.blocks + 1)]
+    hidden_big = [(big.body[2 * k], big.body[2 * k + 1]) for k in range(big.blocks + 1)]
+    # small layer k goes to big layer round(k * B'/B) (layer 0 stays first, the last stays last)
+    at = {round(k * big.blocks / small.blocks) if small.blocks else 0: k for k in range(small.blocks + 1)}
+    for p, (conv, act) in enumerate(hidden_big):
+        if p in at:
+            sconv, sact = hidden_small[at[p]]
+            w = sconv.weight[g]
+            conv.weight.copy_(w if at[p] == 0 else w[:, g] * share[None, :, None, None])
+            conv.bias.copy_(sconv.bias[g])
+            act.weight.copy_(sact.weight[g])
+        else:
+            conv.weight.zero_()
+            conv.weight[torch.arange(cb), torch.arange(cb), 1, 1] = 1.0
+            conv.bias.zero_()
+            act.weight.fill_(1.0)
+    big.body[-1].weight.copy_(small.body[-1].weight[:, g] * share[None, :, None, None])
+    big.body[-1].bias.copy_(small.body[-1].bias)
+
+
 class _ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()

@@ -53,14 +53,19 @@ def test_fast_configs_are_within_the_parameter_budget(name):
     torch.testing.assert_close(model(x), base)
 
 
-def test_unknown_arch_and_config_keys_are_named():
+def test_unknown_arch_and_config_keys_are_named(tmp_path):
     with pytest.raises(ValueError, match="arch"):
         archs.build("nope")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "bad", "loss": "l3"}))
+    with pytest.raises(ValueError, match=r"bad.json: loss 'l3' is not 'l1' or 'mse'"):
+        load_config(path)
 
 
-def test_smoke_run_lowers_loss_and_weights_reload(tmp_path, photo_dir, capsys):
+@pytest.mark.parametrize("loss", ["l1", "mse"])
+def test_smoke_run_lowers_loss_and_weights_reload(tmp_path, photo_dir, capsys, loss):
     torch.set_num_threads(1)
-    cfg_path = _tiny_config(tmp_path, photo_dir)
+    cfg_path = _tiny_config(tmp_path, photo_dir, loss=loss)
     out = tmp_path / "run"
     assert main([str(cfg_path), "--out", str(out), "--steps", "60"]) == 0
     log = capsys.readouterr().out
@@ -71,6 +76,7 @@ def test_smoke_run_lowers_loss_and_weights_reload(tmp_path, photo_dir, capsys):
     wpath = out / "tiny-x2.safetensors"
     card = (out / "tiny-x2.md").read_text()
     assert "python -m clarifx.train" in card and "| bicubic |" in card and "Parameters:" in card
+    assert f"{loss.upper()} loss, Adam" in card
     model = load_weights(wpath)
     # the reloaded weights reproduce the validation figure recorded at save time
     from safetensors import safe_open
@@ -210,7 +216,8 @@ def test_every_embedded_model_has_the_config_it_was_trained_from_and_fits_the_si
     from clarifx import models
 
     embedded = [c for c in models.CARDS.values() if c.embedded]
-    assert {"fast-x2", "fast-x4", "fidelity-x2", "fidelity-x4", "restore-x1", "denoise-x2", "deblock-x1"} <= {c.name for c in embedded}
+    names = {"fast-x2", "fast-x4", "fidelity-x2", "fidelity-x4", "restore-x1", "deblock-x1", "denoise-x2"}
+    assert names <= {c.name for c in embedded}
     total = 0
     for c in embedded:
         path = models.installed_path(c.name)

@@ -127,10 +127,10 @@ def _models(args) -> int:
         path = models.install(args.name, args.source)
         print(f"{args.name}: installed as {path}")
         return 0
-    print(f"{'name':<26}{'task':<16}{'scale':>5}  {'character':<11}{'parameters':>11}  {'licence':<13}origin")
+    print(f"{'name':<26}{'task':<16}{'scale':>5}  {'character':<12}{'parameters':>15}  {'licence':<13}origin")
     for m in models.list_models():
         count = f"{m['parameters']:,}" if m["parameters"] else "(not installed)"
-        print(f"{m['name']:<26}{m['task']:<16}{m['scale']:>5}  {m['character']:<11}{count:>11}  "
+        print(f"{m['name']:<26}{m['task']:<16}{m['scale']:>5}  {m['character']:<12}{count:>15}  "
               f"{m['licence']:<13}{m['origin']}")
     return 0
 

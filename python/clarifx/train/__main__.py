@@ -318,7 +318,7 @@ def write_card(path, cfg, info):
     lines = [
         f"# {cfg['name']}",
         "",
-        f"Task: {TASKS[cfg['task']]} x{scale} ({cfg['arch']}). Character: fidelity ({cfg['loss'].upper()}). Licence: same as clarifx. Origin: trained here.",
+        f"Task: {TASKS[cfg['task']]} x{scale} (architecture `{cfg['arch']}`). Character: fidelity ({cfg['loss'].upper()}). Licence: same as clarifx. Origin: trained here.",
         "",
         "## Architecture",
         f"`clarifx.train.archs.{type(info['model']).__name__}`({json.dumps(cfg['arch_args'])}), scale {scale}: "

@@ -198,8 +198,5 @@ class Deblock(Denoise):
     help = ("Remove compression artefacts (JPEG blocks and ringing, H.264/H.265 blocking) with a learned "
             "model trained on compression alone, which leaves clean pictures nearly untouched; `strength` "
             "scales its correction. Colour, highlights and alpha are handled as in Denoise.")
-    params = (
-        Param("model", "string", "deblock-x1", "Installed same-size model (see `clarifx models list`) or a "
-              "checkpoint file."),
-        *Denoise.params[1:],
-    )
+    params = tuple(dataclasses.replace(p, default="deblock-x1") if p.name == "model" else p
+                   for p in Denoise.params)

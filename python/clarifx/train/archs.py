@@ -62,7 +62,7 @@ def grow(small: FastSR, big: FastSR, seed: int = 0) -> None:
     c, cb = small.channels, big.channels
     g = torch.cat([torch.arange(c), torch.randint(0, c, (cb - c,), generator=rng)])
     share = 0.5 + torch.rand(cb, generator=rng)  # a copy's share of its original's outgoing weight
-    share /= torch.zeros(c).index_add_(0, g, share)[g]
+    share = (share / torch.zeros(c).index_add_(0, g, share)[g])[None, :, None, None]
     hidden_small = [(small.body[2 * k], small.body[2 * k + 1]) for k in range(small.blocks + 1)]
     hidden_big = [(big.body[2 * k], big.body[2 * k + 1]) for k in range(big.blocks + 1)]
     # small layer k goes to big layer round(k * B'/B) (layer 0 stays first, the last stays last)
@@ -71,7 +71,7 @@ def grow(small: FastSR, big: FastSR, seed: int = 0) -> None:
         if p in at:
             sconv, sact = hidden_small[at[p]]
             w = sconv.weight[g]
-            conv.weight.copy_(w if at[p] == 0 else w[:, g] * share[None, :, None, None])
+            conv.weight.copy_(w if at[p] == 0 else w[:, g] * share)
             conv.bias.copy_(sconv.bias[g])
             act.weight.copy_(sact.weight[g])
         else:
@@ -79,7 +79,7 @@ def grow(small: FastSR, big: FastSR, seed: int = 0) -> None:
             conv.weight[torch.arange(cb), torch.arange(cb), 1, 1] = 1.0
             conv.bias.zero_()
             act.weight.fill_(1.0)
-    big.body[-1].weight.copy_(small.body[-1].weight[:, g] * share[None, :, None, None])
+    big.body[-1].weight.copy_(small.body[-1].weight[:, g] * share)
     big.body[-1].bias.copy_(small.body[-1].bias)
 
 

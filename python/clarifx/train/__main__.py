@@ -372,6 +372,18 @@ def _eval_line(name, e) -> str:
             f"{e['model_ssim']:.4f} | {others} | gain vs {scale_base} {e['model'] - e[scale_base]:+.3f} dB")
 
 
+def set_lr(opt, cfg, step: int, steps: int, elapsed: float, time_limit: float | None) -> float:
+    """Set and return the learning rate of `step` (from 1): cosine from lr to lr_min over the run's progress,
+    the larger of the step and time fractions, so a run its time limit stops still anneals to lr_min."""
+    progress = (step - 1) / steps
+    if time_limit is not None:
+        progress = max(progress, elapsed / time_limit)
+    lr_now = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    for g in opt.param_groups:
+        g["lr"] = lr_now
+    return lr_now
+
+
 def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None, log=print, command: str = "") -> dict:
     torch.manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
@@ -401,12 +413,6 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     steps = int(cfg["steps"])
 
-    def set_lr(progress: float) -> float:
-        lr_now = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for g in opt.param_groups:
-            g["lr"] = lr_now
-        return lr_now
-
     losses = []
     best = -1e9
     wpath = out / f"{cfg['name']}.safetensors"
@@ -415,12 +421,7 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
     val = validate(model, vhr, vlr, cfg["scale"])
     lr_now = cfg["lr"]
     for step in range(1, steps + 1):
-        # cosine over progress; with a time limit, progress is the larger of the step and time fractions,
-        # so the schedule always anneals to lr_min before the run stops
-        progress = (step - 1) / steps
-        if time_limit is not None:
-            progress = max(progress, (time.time() - t_start) / time_limit)
-        lr_now = set_lr(progress)
+        lr_now = set_lr(opt, cfg, step, steps, time.time() - t_start, time_limit)
         hr = sample_batch(pool, cfg, rng)
         lr = make_lr(hr, cfg, rng)
         err = model(lr) - hr

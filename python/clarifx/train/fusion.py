@@ -17,7 +17,6 @@ in the clean frames, over pixels both frames show.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -250,7 +249,7 @@ def train(cfg: dict, out, *, time_limit: float | None = None, log=print, command
     rng = np.random.default_rng(cfg["seed"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from .__main__ import _photo_list, save_weights
+    from .__main__ import _photo_list, save_weights, set_lr
 
     train_paths, val_paths = _photo_list(cfg)
     t0 = time.time()
@@ -264,15 +263,10 @@ def train(cfg: dict, out, *, time_limit: float | None = None, log=print, command
     log(f"model: {params} params; val frame t alone {base['none']:.3f} dB, hand-made rule {base['rule']:.3f} dB")
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     steps, best, wpath = int(cfg["steps"]), -1e9, out / f"{cfg['name']}.safetensors"
-    hist: list[tuple[float, float]] = []
+    hist: list[tuple[float, float, float]] = []
     t_start, step, v = time.time(), 0, float("nan")
     for step in range(1, steps + 1):
-        progress = (step - 1) / steps
-        if time_limit is not None:
-            progress = max(progress, (time.time() - t_start) / time_limit)
-        lr_now = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for g in opt.param_groups:
-            g["lr"] = lr_now
+        lr_now = set_lr(opt, cfg, step, steps, time.time() - t_start, time_limit)
         idx = torch.from_numpy(rng.integers(0, cfg["samples"], cfg["batch"]))
         bce, fid, con = losses(model, _crop(data, idx, cfg["crop"], rng), cfg["target_power"], cfg["ghost_weight"])
         loss = bce + cfg["image_weight"] * (fid + cfg["temporal_weight"] * con)

@@ -182,6 +182,14 @@ class FuseNet(nn.Module):
             nn.Conv2d(c, 1, 1))
 
     @staticmethod
+    def local_energy(x: torch.Tensor) -> torch.Tensor:
+        """Mean over channels and a 5x5 window (edges replicated): (..., C, H, W) -> (..., H, W). The
+        energy feature the net sees, and what its training target measures errors with."""
+        flat = x.reshape(-1, *x.shape[-3:]).mean(1, keepdim=True)
+        pooled = F.avg_pool2d(F.pad(flat, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+        return pooled.reshape(*x.shape[:-3], *x.shape[-2:])
+
+    @staticmethod
     def noise_var(current: torch.Tensor) -> torch.Tensor:
         """(N,) variance of white noise in each frame: the median absolute finest diagonal Haar
         coefficient / 0.6745, squared (as clarifx.temporal.noise_sigma)."""
@@ -196,7 +204,7 @@ class FuseNet(nn.Module):
         n, k, _, h, w = aligned.shape
         cur = current[:, None].expand(n, k, 3, h, w).reshape(n * k, 3, h, w)
         diff = aligned.reshape(n * k, 3, h, w) - cur
-        energy = F.avg_pool2d(F.pad(diff.square().mean(1, keepdim=True), (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+        energy = self.local_energy(diff.square())[:, None]
         noise_var = self.noise_var(current) if noise_var is None else noise_var
         noise = torch.log(noise_var + 1e-6)[:, None].expand(n, k).reshape(n * k, 1, 1, 1)
         m = masks.reshape(n * k, 1, h, w)
@@ -206,6 +214,7 @@ class FuseNet(nn.Module):
     def forward(self, current: torch.Tensor, aligned: torch.Tensor, masks: torch.Tensor,
                 noise_var: torch.Tensor | None = None) -> torch.Tensor:
         return torch.sigmoid(self.logits(current, aligned, masks, noise_var)) * masks
+
 
 ARCHS = {"fast": FastSR, "restore": RestoreNet, "chain": ChainSR, "fuse": FuseNet}
 

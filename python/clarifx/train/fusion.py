@@ -9,9 +9,10 @@ JPEG per frame. Neighbours are aligned exactly as clarifx.temporal aligns them a
 on the degraded frames, the native warp kernel, forward-backward occlusions), so the net learns to
 trust the flow only as far as it deserves.
 
-Loss: L1 of the fused frame t against the clean one, plus `temporal_weight` times the temporal-consistency
-loss: the change from fused frame t-1 (warped by the true flow) to fused frame t against the same change
-in the clean frames, over pixels both frames show.
+Loss (losses()): the binary cross-entropy of the net's weights against the least-error weights measured
+on the clean frames (target_weights), plus `image_weight` times the L1 of the fused frame t and
+`temporal_weight` times the temporal-consistency loss: the change from fused frame t-1 (warped by the
+true flow) to fused frame t against the same change in the clean frames, over pixels both frames show.
 """
 
 from __future__ import annotations
@@ -171,20 +172,13 @@ def _warp_back(image, flow):
     return F.grid_sample(image, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def _local(x):
-    """Mean over channels and a 5x5 window: (N, ..., C, H, W) -> (N, ..., H, W)."""
-    shape = x.shape
-    flat = x.reshape(-1, shape[-3], shape[-2], shape[-1]).mean(1, keepdim=True)
-    return F.avg_pool2d(F.pad(flat, (2, 2, 2, 2), mode="replicate"), 5, stride=1).reshape(*shape[:-3], *shape[-2:])
-
-
 def target_weights(frame, clean, aligned_clean):
     """The weights that would minimise the fused error: s2 / (s2 + e2), s2 being the local energy of the
     frame's own error (noise, compression) and e2 that of the aligned neighbour's misalignment, measured on
     the clean frames aligned by the same flow. (Averaging a frame with error variance s2 and a neighbour
     with as much error plus a bias e, the weight s2 / (s2 + e2) on the neighbour gives the least error.)"""
-    s2 = _local((frame - clean).square()).clamp(min=(0.5 / 255) ** 2)
-    e2 = _local((aligned_clean - clean[:, None]).square())
+    s2 = archs.FuseNet.local_energy((frame - clean).square()).clamp(min=(0.5 / 255) ** 2)
+    e2 = archs.FuseNet.local_energy((aligned_clean - clean[:, None]).square())
     return s2[:, None] / (s2[:, None] + e2)
 
 
@@ -224,7 +218,7 @@ def _crop(data, idx, size, rng) -> dict[str, torch.Tensor]:
 
 def _psnr_fused(model, data, which: str | None = None) -> float:
     """Y-PSNR of fused frame t against the clean one over the set: the model's weights, or the rule's
-    ('rule') or none at all ('none': frame t itself)."""
+    ('rule', at TemporalSuperResolution's default tolerance) or none at all ('none': frame t itself)."""
     from ..metrics import psnr_y
 
     vals = []
@@ -264,7 +258,7 @@ def train(cfg: dict, out, *, time_limit: float | None = None, log=print, command
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     steps, best, wpath = int(cfg["steps"]), -1e9, out / f"{cfg['name']}.safetensors"
     hist: list[tuple[float, float, float]] = []
-    t_start, step, v = time.time(), 0, float("nan")
+    t_start, step = time.time(), 0
     for step in range(1, steps + 1):
         lr_now = set_lr(opt, cfg, step, steps, time.time() - t_start, time_limit)
         idx = torch.from_numpy(rng.integers(0, cfg["samples"], cfg["batch"]))

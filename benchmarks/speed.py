@@ -10,7 +10,15 @@ with other work slows them alike. int8 is fast-x2 quantized by clarifx.models.pr
 side --size, Y-PSNR, 2-pixel border shaved) against fp32 in the same run, without the photo its ranges
 were calibrated on (astronaut).
 
-Needs ../shared/scripts/fetch-data for the waifu2x ncnn files and photos/misc, and `pip install ncnn`.
+On a CUDA GPU it also times 1920x1080 -> 3840x2160 (the x4 models from 960x540) in fp32, fp16 and bf16,
+each model prepared as the nodes prepare it (clarifx.models.precision): "on GPU" with the frame already
+in GPU memory (the OFX CUDA render path), "CPU frame" through run_tiled from and back to a CPU frame
+(the CLI's path, transfers included). Beside each half-precision row: its largest difference from the
+fp32 output and its Y-PSNR against it. Target (issue 4): fast-x2 in fp16 at >= 60 fps. `--gpu-only`
+skips the CPU table.
+
+Needs ../shared/scripts/fetch-data for the waifu2x ncnn files and photos/misc, and `pip install ncnn`
+(not for --gpu-only).
 """
 
 from __future__ import annotations
@@ -53,14 +61,69 @@ def int8_quality(name: str, size: int) -> tuple[float, float, int]:
     return e[name], e["model"], e["n"]
 
 
+def gpu_table(frame: np.ndarray, runs: int, device: str = "cuda", size: tuple[int, int] = (1080, 1920)) -> None:
+    """The CUDA rows (see the module docstring) from `frame`, the CPU test frame, resampled to `size`
+    (device "cpu" and a small size run the same code where there is no GPU)."""
+    import torch
+
+    from clarifx import kernels, models
+    from clarifx.metrics import psnr_y
+    from clarifx.models import precision
+    from clarifx.models.tiling import run_tiled
+
+    h, w = size
+    big = kernels.resample(frame, (h, w), filter="bicubic").clip(0, 1)
+    cpu = {2: torch.from_numpy(big).permute(2, 0, 1)[None].contiguous()}
+    cpu[4] = torch.nn.functional.interpolate(cpu[2], size=(h // 2, w // 2), mode="area")
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def timed(fn) -> float:  # best seconds per call over `runs` calls, after two warm-ups
+        fn(), fn()
+        best = float("inf")
+        for _ in range(runs):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    where = torch.cuda.get_device_name() if device == "cuda" else device
+    print(f"\n{w}x{h} -> {2 * w}x{2 * h} on {where}, best of {runs}")
+    print(f"{'model':<14}{'precision':>10}{'on GPU fps':>12}{'CPU frame fps':>15}{'max |d| vs fp32':>17}"
+          f"{'Y-PSNR vs fp32':>16}")
+    for name in [m for m in SR_MODELS if m in models.CARDS]:
+        reference = None
+        for prec in ("fp32", "fp16", "bf16"):
+            net = models.load(name)
+            module, dtype = precision.prepare(net, prec, device)
+            x = cpu[net.scale]
+            on_gpu = x.to(device, dtype)
+            with precision.context(prec, device), torch.inference_mode():
+                gpu_s = timed(lambda: module(on_gpu))
+                cpu_s = timed(lambda: run_tiled(module, x, scale=net.scale, tile=None, overlap=0, border=net.border,
+                                                device=device, dtype=dtype))
+                out = module(on_gpu).float().clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+            if reference is None:
+                reference, diff, db = out, "", ""
+            else:
+                diff = f"{np.abs(out - reference).max():.2e}"
+                db = f"{psnr_y(out, reference):.1f} dB"
+            print(f"{name:<14}{prec:>10}{1 / gpu_s:>12.1f}{1 / cpu_s:>15.1f}{diff:>17}{db:>16}")
+            del module, on_gpu
+            if device == "cuda":
+                torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=3, help="timed runs per method (best is kept)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--size", type=int, default=512, help="HR long side for the int8 quality check")
+    parser.add_argument("--gpu-only", action="store_true", help="only the CUDA table")
+    parser.add_argument("--gpu-runs", type=int, default=20, help="timed calls per CUDA row (best is kept)")
     args = parser.parse_args()
 
-    import ncnn
     import torch
 
     from clarifx import kernels, models
@@ -73,6 +136,14 @@ def main() -> None:
 
     frame = kernels.resample(data.astronaut().astype(np.float32) / 255, (720, 1280), filter="bicubic")
     frame = np.clip(frame + rng.normal(0, 0.002, frame.shape).astype(np.float32), 0, 1)
+    if torch.cuda.is_available():
+        gpu_table(frame, args.gpu_runs)
+    elif args.gpu_only:
+        raise SystemExit("--gpu-only: torch sees no CUDA GPU here")
+    if args.gpu_only:
+        return
+    import ncnn
+
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].contiguous()
     inputs = {2: x, 4: torch.nn.functional.interpolate(x, size=(360, 640), mode="area")}
 

@@ -127,6 +127,7 @@ def main() -> None:
     import torch
 
     from clarifx import kernels, models
+    from clarifx.models import precision
     from clarifx.models.precision import quantize_int8
     from clarifx.models.tiling import run_tiled
 
@@ -152,7 +153,7 @@ def main() -> None:
         models.install("waifu2x-photo-x2", folder)
     methods = {}
     for name in [m for m in SR_MODELS if m in models.CARDS] + ["waifu2x-photo-x2"]:
-        net = models.load(name)
+        net, _ = precision.prepare(models.load(name), "fp32", "cpu")  # as the nodes run it (channels-last)
         methods[f"{name} (clarifx, torch fp32)"] = lambda net=net: run_tiled(
             net, inputs[net.scale], scale=net.scale, tile=None, overlap=0, border=net.border)
     int8 = quantize_int8(models.load(INT8))

@@ -42,7 +42,9 @@ def test_learned_weights_in_bands_equal_the_whole_frame(monkeypatch):
     monkeypatch.setattr(temporal, "_BAND", 20)
     banded = temporal.learned_weights(cur, aligned, masks)
     for a, b, m in zip(whole, banded, masks):
-        assert np.isfinite(b).all() and np.abs(a - b).max() <= 1e-5  # float32 convs on other sizes
+        # float32 convs on other sizes sum in another order, and this net's logits run to hundreds
+        # (a band without enough context is off by 1e-1)
+        assert np.isfinite(b).all() and np.abs(a - b).max() <= 1e-4
         assert np.ptp(b[m > 0]) > 0.05  # the weights vary with what the net sees
     assert (banded[1][28:42, 18:32] == 0).all() and (banded[1][:26] > 0).any()
     with pytest.raises(ValueError, match=r"aligned\[1\]"):

@@ -11,7 +11,7 @@ import clarifx
 from clarifx import colour, kernels, models
 from clarifx.imageio import read_image, write_image
 from clarifx.metrics import delta_e2000, psnr_y, srgb_to_lab
-from clarifx.models import working
+from clarifx.models import precision, working
 
 torch = pytest.importorskip("torch")
 skdata = pytest.importorskip("skimage.data")
@@ -46,7 +46,9 @@ def _render(tmp_path, pixels, node="SuperResolution", *, space=SRGB_FILE, out_sp
 
 
 def _model_out(net, rgb: np.ndarray) -> np.ndarray:
-    """The model run on (H, W, 3) pixels as clarifx ran it before highlights were split off: untiled, as is."""
+    """The model run on (H, W, 3) pixels as clarifx ran it before highlights were split off: untiled, as is
+    (prepared for fp32 on the CPU, as the nodes prepare it)."""
+    net, _ = precision.prepare(net, "fp32", "cpu")
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
     return run_tiled(net, x, scale=net.scale, tile=None, overlap=0, border=net.border)[0].permute(1, 2, 0).numpy()
 

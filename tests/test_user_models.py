@@ -108,7 +108,9 @@ def test_graph_super_resolution_takes_a_checkpoint_path(tmp_path, arch, suffix):
     g.render(progress=False)
     got, expected = read_image(tmp_path / "sr.exr"), _spandrel_output(state, lr)
     assert got.shape == (80, 80, 3)
-    assert np.abs(got - expected).max() <= 1e-5
+    # The node runs a channels-last copy (models/precision.py), which sums in another order than spandrel's
+    # own run; the untrained weights here make activations large.
+    assert np.abs(got - expected).max() <= 5e-5
     net = models.load(str(path))
     assert (net.scale, net.border, net.training) == (2, 0, False)
 

@@ -14,7 +14,8 @@ measure the same thing.
 clarifx.train.degrade.EVAL_CONDITIONS, as the model cards do, each against the input itself:
 deblock-x1 and the blind restore-x1 on clean, JPEG q20 and H.264 CRF 35 input; restore-x1 on noisy
 input; and the joint denoise-x2 on noisy LR (Gaussian 10/255 + Poisson) against bicubic, Lanczos and
-denoise-then-upscale with our own models (restore-x1, then fast-x2).
+denoise-then-upscale with our own models (restore-x1, then fast-x2); and clean LR upscaled by fast-x2
+as it is against deblock-x1 or restore-x1 first (what a restoration model costs footage that needs none).
 
 Imported models missing from the registry's folder are installed from ~/.cache/clarifx-data/models.
 """
@@ -53,6 +54,8 @@ def restore_tables(size: int) -> None:
     runs = [("deblock-x1", 1, c, (("restore-x1",),)) for c in ("clean", "jpeg20", "h264-crf35")]
     runs += [("restore-x1", 1, c, ()) for c in ("noise15", "noise10+poisson")]
     runs += [("denoise-x2", 2, "noise10+poisson", (("restore-x1", "fast-x2"),))]
+    # What cleaning clean footage costs: clean LR upscaled as it is, and after each restoration model.
+    runs += [("fast-x2", 2, "clean", (("deblock-x1", "fast-x2"), ("restore-x1", "fast-x2")))]
     for name, scale, condition, pipelines in runs:
         e = evaluate_photos(models.load(name), paths, scale, size, condition, pipelines)
         print(_eval_line(name, e), flush=True)

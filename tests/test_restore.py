@@ -359,3 +359,57 @@ def test_cuda_precisions_match_the_cpu(tmp_path, precision, min_psnr):
     cpu = _render(tmp_path, img, model="fast-x2", device="cpu", name="cpu")
     gpu = _render(tmp_path, img, model="fast-x2", device="cuda", precision=precision, tile=48, name=precision)
     assert psnr_y(gpu, cpu) > min_psnr
+
+
+# ----------------------------------------------------------------------------------------------
+# Self-ensemble (--tta)
+
+def test_self_ensemble_averages_the_model_over_the_eight_flips_and_turns():
+    from clarifx.models.ensemble import SelfEnsemble
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(12, 12, 3, padding=1),
+                              torch.nn.PixelShuffle(2))  # orientation-dependent: its output depends on the turn
+    net.scale, net.border = 2, 0
+    x = torch.rand(1, 3, 17, 31)
+    with torch.inference_mode():
+        got = SelfEnsemble(net)(x)[0].permute(1, 2, 0).numpy()
+        img = x[0].permute(1, 2, 0).numpy()
+        ref = np.zeros((34, 62, 3))
+        for flip in (False, True):
+            src = img[:, ::-1] if flip else img
+            for k in range(4):
+                turned = np.ascontiguousarray(np.rot90(src, k))
+                y = net(torch.from_numpy(turned).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+                y = np.rot90(y, -k)
+                ref += y[:, ::-1] if flip else y
+        plain = net(x)[0].permute(1, 2, 0).numpy()
+    assert got.shape == (34, 62, 3) and np.abs(got - ref / 8).max() < 1e-6
+    assert np.abs(got - plain).max() > 1e-2  # the poison: not the plain pass
+
+
+def test_tta_runs_the_self_ensemble_in_the_nodes_and_the_cli(tmp_path):
+    from clarifx import cli
+    from clarifx.models.ensemble import SelfEnsemble
+
+    img = _photo("astronaut", 100, 150, 40, 52)
+    net = models.load("fast-x2")
+    ens = SelfEnsemble(precision.prepare(net, "fp32", "cpu")[0])
+    whole = _render(tmp_path, img, model="fast-x2", tta=True)
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    expected = run_tiled(ens, x, scale=2, tile=None, overlap=0)[0].permute(1, 2, 0).numpy()
+    assert np.abs(whole - expected).max() < 1e-5
+    assert np.abs(whole - _render(tmp_path, img, model="fast-x2", name="plain")).max() > 1e-3
+    tiled = _render(tmp_path, img, model="fast-x2", tta=True, tile=24, name="tiled")  # the same overlap serves
+    assert np.abs(tiled - whole).max() < 1e-4
+    write_image(tmp_path / "lr.exr", img, dtype="float")
+    for flags, name in ((["--tta"], "cli-tta"), ([], "cli")):
+        assert cli.main(["upscale", str(tmp_path / "lr.exr"), str(tmp_path / f"{name}.exr"), "--scale", "2",
+                         "--model", "fast-x2", "--quiet"] + flags) == 0
+    g = clarifx.Graph()  # what the CLI's --tta should have built, with the CLI's defaults otherwise
+    sr = g.create("SuperResolution", g.create("Read", file=str(tmp_path / "lr.exr")), model="fast-x2", tta=True)
+    g.create("Write", sr, file=str(tmp_path / "graph.exr"))
+    g.render(progress=False)
+    graph = read_image(tmp_path / "graph.exr")
+    assert np.array_equal(read_image(tmp_path / "cli-tta.exr"), graph)
+    assert not np.array_equal(read_image(tmp_path / "cli.exr"), graph)

@@ -78,7 +78,8 @@ def _temporal(args, refuse: str | None = None) -> bool:
 
 
 def _model_params(args) -> dict:
-    return {"model": args.model, "tile": args.tile, "precision": args.precision, "device": args.device}
+    return {"model": args.model, "tile": args.tile, "precision": args.precision, "device": args.device,
+            "tta": args.tta}
 
 
 # what `--model auto` runs at each scale (Lanczos where none is trained yet)
@@ -204,6 +205,8 @@ def _model_arguments(p: argparse.ArgumentParser, temporal: bool = True) -> None:
                    help="fp32; fp16 or bf16 on a CUDA GPU; int8 on the CPU (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: %(default)s)")
     p.add_argument("--tile", type=int, default=0, metavar="PX", help="model tile size in pixels (0: automatic)")
+    p.add_argument("--tta", action="store_true",
+                   help="self-ensemble: average the model over the 8 flips and quarter turns (8x the time)")
 
 
 def build_parser() -> argparse.ArgumentParser:

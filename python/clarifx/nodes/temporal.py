@@ -17,7 +17,7 @@ from .. import flow as _flow
 from .. import temporal
 from ..frame import RAW, SRGB
 from .base import NodeType, Param, Want, register
-from .restore import _DEVICE, _PRECISION, _TILE, assemble, run_model, with_strength
+from .restore import _DEVICE, _PRECISION, _TILE, _TTA, assemble, run_model, with_strength
 
 _PRESET = Param("preset", "choice", "medium", "DIS optical flow quality on the CPU ('fine' is about 7x "
                 "slower and 3x more accurate on clean footage, no better on noisy footage).",
@@ -135,7 +135,7 @@ class TemporalDenoise(_Windowed):
         Param("model", "string", "", "Installed same-size model run after the temporal fusion ('' : none)."),
         Param("strength", "float", 1.0, "How much of the correction to apply (0: the input, 1: all of it).",
               min=0.0, max=2.0),
-        _PRESET, _METHOD, _TILE, _PRECISION, _DEVICE,
+        _PRESET, _METHOD, _TILE, _PRECISION, _DEVICE, _TTA,
     )
 
     def reach(self, params):
@@ -179,7 +179,7 @@ class TemporalSuperResolution(_Windowed):
         _FUSION,
         Param("tolerance", "float", 3.0, "How far beyond the noise level a neighbour may differ before the "
               "rule stops counting it (higher: steadier, more risk of ghosting).", min=0.05, max=100.0),
-        _PRESET, _METHOD, _TILE, _PRECISION, _DEVICE,
+        _PRESET, _METHOD, _TILE, _PRECISION, _DEVICE, _TTA,
     )
 
     def reach(self, params):

@@ -52,7 +52,7 @@ _TILE = Param("tile", "int", 0, "Tile size in input pixels (0: chosen to keep th
               min=0, max=8192)
 _PRECISION = Param("precision", "choice", "fp32", "Number format the model runs in: fp32 anywhere; fp16 and "
                    "bf16 on a CUDA GPU; int8 on the CPU for clarifx's own models (quantized convolutions: "
-                   "fast-x2 runs over twice as fast, 0.06 dB lower).",
+                   "fast-x2 runs 1.5x as fast, 0.06 dB lower).",
                    choices=precision.PRECISIONS)
 _TTA = Param("tta", "bool", False, "Self-ensemble: run the model on the 8 flips and quarter turns of the frame "
              "and average them (8x the time; fidelity-x4 +0.07 dB on the team's photos).")

@@ -93,9 +93,8 @@ def gpu_table(frame: np.ndarray, runs: int, device: str = "cuda", size: tuple[in
     print(f"{'model':<14}{'precision':>10}{'on GPU fps':>12}{'CPU frame fps':>15}{'max |d| vs fp32':>17}"
           f"{'Y-PSNR vs fp32':>16}")
     for name in [m for m in SR_MODELS if m in models.CARDS]:
-        reference = None
+        net, reference = models.load(name), None
         for prec in ("fp32", "fp16", "bf16"):
-            net = models.load(name)
             module, dtype = precision.prepare(net, prec, device)
             x = cpu[net.scale]
             on_gpu = x.to(device, dtype)
@@ -110,7 +109,6 @@ def gpu_table(frame: np.ndarray, runs: int, device: str = "cuda", size: tuple[in
                 diff = f"{np.abs(out - reference).max():.2e}"
                 db = f"{psnr_y(out, reference):.1f} dB"
             print(f"{name:<14}{prec:>10}{1 / gpu_s:>12.1f}{1 / cpu_s:>15.1f}{diff:>17}{db:>16}")
-            del module, on_gpu
             if device == "cuda":
                 torch.cuda.empty_cache()
 
@@ -128,7 +126,6 @@ def main() -> None:
 
     from clarifx import kernels, models
     from clarifx.models import precision
-    from clarifx.models.precision import quantize_int8
     from clarifx.models.tiling import run_tiled
 
     torch.set_num_threads(args.threads)
@@ -156,7 +153,7 @@ def main() -> None:
         net, _ = precision.prepare(models.load(name), "fp32", "cpu")  # as the nodes run it (channels-last)
         methods[f"{name} (clarifx, torch fp32)"] = lambda net=net: run_tiled(
             net, inputs[net.scale], scale=net.scale, tile=None, overlap=0, border=net.border)
-    int8 = quantize_int8(models.load(INT8))
+    int8, _ = precision.prepare(models.load(INT8), "int8", "cpu")
     methods[f"{INT8} (clarifx, torch int8)"] = \
         lambda: run_tiled(int8, x, scale=2, tile=None, overlap=0, device="cpu", dtype=torch.float32)
 

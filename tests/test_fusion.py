@@ -42,8 +42,8 @@ def test_learned_weights_in_bands_equal_the_whole_frame(monkeypatch):
     monkeypatch.setattr(temporal, "_BAND", 20)
     banded = temporal.learned_weights(cur, aligned, masks)
     for a, b, m in zip(whole, banded, masks):
-        # float32 convs on other sizes sum in another order, and this net's logits run to hundreds
-        # (a band without enough context is off by 1e-1)
+        # float32 convs on other sizes sum in another order: 3e-7 to 8e-7 for three seeded nets, past 1e-5
+        # for one drawn in a full run; with 4 rows of context instead of 16 the bands are off by 0.1 to 0.8
         assert np.isfinite(b).all() and np.abs(a - b).max() <= 1e-4
         assert np.ptp(b[m > 0]) > 0.05  # the weights vary with what the net sees
     assert (banded[1][28:42, 18:32] == 0).all() and (banded[1][:26] > 0).any()

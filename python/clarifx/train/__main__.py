@@ -113,6 +113,21 @@ def _photo_list(cfg) -> tuple[list[str], list[str]]:
     return train, val
 
 
+def start_run(cfg, out) -> tuple[np.random.Generator, Path, list[str], list[str]]:
+    """What every trainer does first: seed torch, make the run's numpy generator and output folder, and
+    split photos/train into training and held-out validation photos."""
+    torch.manual_seed(cfg["seed"])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return (np.random.default_rng(cfg["seed"]), out) + _photo_list(cfg)
+
+
+def run_device() -> str:
+    """Where a run trained, for its model card."""
+    return (f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s)")
+
+
 def build_pool(paths, cfg, rng) -> list[np.ndarray]:
     """Area-downscaled HR versions of each photo, stored as uint8 to save memory."""
     pool = []
@@ -385,11 +400,7 @@ def set_lr(opt, cfg, step: int, steps: int, elapsed: float, time_limit: float | 
 
 
 def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None, log=print, command: str = "") -> dict:
-    torch.manual_seed(cfg["seed"])
-    rng = np.random.default_rng(cfg["seed"])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_paths, val_paths = _photo_list(cfg)
+    rng, out, train_paths, val_paths = start_run(cfg, out)
     t0 = time.time()
     pool = build_pool(train_paths, cfg, rng)
     vhr, vlr = val_set(val_paths or train_paths[:1], cfg)
@@ -448,8 +459,7 @@ def train(cfg: dict, out: str | os.PathLike, *, time_limit: float | None = None,
         best = val
     model = load_weights(wpath)
     info = {"model": model, "params": params, "n_train": len(train_paths), "steps": steps, "steps_done": step,
-            "train_s": train_s, "device": f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-            f"{torch.get_num_threads()} thread(s)", "val_psnr": best, "val_bicubic": val_bic, "losses": losses,
+            "train_s": train_s, "device": run_device(), "val_psnr": best, "val_bicubic": val_bic, "losses": losses,
             "command": command, "time_limit": time_limit, "weights": str(wpath)}
     if cfg["eval_misc"] and _eval_paths(cfg):
         info["eval"] = evaluate_all(model, cfg)

@@ -18,7 +18,6 @@ true flow) to fused frame t against the same change in the clean frames, over pi
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -239,13 +238,9 @@ def _psnr_fused(model, data, which: str | None = None) -> float:
 
 
 def train(cfg: dict, out, *, time_limit: float | None = None, log=print, command: str = "") -> dict:
-    torch.manual_seed(cfg["seed"])
-    rng = np.random.default_rng(cfg["seed"])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    from .__main__ import _photo_list, save_weights, set_lr
+    from .__main__ import run_device, save_weights, set_lr, start_run
 
-    train_paths, val_paths = _photo_list(cfg)
+    rng, out, train_paths, val_paths = start_run(cfg, out)
     t0 = time.time()
     log(f"data: {len(train_paths)} train photos, {len(val_paths)} val photos")
     data = build_set(train_paths, cfg["samples"], cfg, rng, log)
@@ -280,9 +275,7 @@ def train(cfg: dict, out, *, time_limit: float | None = None, log=print, command
         if done:
             break
     info = {"params": params, "steps": steps, "steps_done": step, "train_s": time.time() - t_start,
-            "val": best, "base": base, "command": command, "time_limit": time_limit,
-            "device": f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-                      f"{torch.get_num_threads()} thread(s)"}
+            "val": best, "base": base, "command": command, "time_limit": time_limit, "device": run_device()}
     write_card(out / f"{cfg['name']}.md", cfg, info)
     return info
 

@@ -7,6 +7,7 @@ so results come back as the caller's type. On CUDA the kernel runs on the librar
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 
@@ -122,10 +123,25 @@ def capsule(x, stream: int):
         # We run on the producer's own current stream, so it needs no synchronisation. DLPack reserves
         # 0 for CUDA; 1 names the legacy default stream.
         kwargs["stream"] = stream or 1
-    try:
-        return x.__dlpack__(max_version=(1, 0), **kwargs)
-    except TypeError:  # producers that predate DLPack 1.0
-        return x.__dlpack__(**kwargs)
+    with _current_device(x):  # torch and CuPy export (and check the stream) on the current device only
+        try:
+            return x.__dlpack__(max_version=(1, 0), **kwargs)
+        except TypeError:  # producers that predate DLPack 1.0
+            return x.__dlpack__(**kwargs)
+
+
+def _current_device(x):
+    """A context making x's GPU the current one (nothing for CPU arrays)."""
+    dev = device_of(x)
+    if dev.kind != "cuda":
+        return contextlib.nullcontext()
+    if _library(x) == "torch":
+        import torch
+
+        return torch.cuda.device(x.device)
+    import cupy
+
+    return cupy.cuda.Device(dev.index)
 
 
 def wrap_cuda_pointer(ptr: int, shape: tuple[int, ...], dtype, *, device: int, strides: tuple[int, ...] | None = None,

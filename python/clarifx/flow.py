@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
+from .models import precision
 
 PRESETS = ("ultrafast", "fast", "medium", "fine")
 METHODS = ("auto", "dis", "pyramid")
@@ -146,11 +147,19 @@ def pyramid_flow(a, b, *, init=None, presmooth: float = 0.0, levels: int = 0, it
     """Coarse-to-fine iterative Lucas-Kanade: at each pyramid level b is warped by the current flow
     (kernels.warp), and a Gaussian-windowed least-squares step corrects the flow; the flow is then
     smoothed and handed to the next finer level. Returns (H, W, 2) in a's library and device."""
+    was_numpy = not _is_torch(a)
+    ga, gb = _torch_grey(a, "a"), _torch_grey(b, "b")
+    with precision.context("fp32", ga.device.type):  # on CUDA, cuDNN's TF32 convolutions would cost accuracy
+        flow = _pyramid(ga, gb, init, presmooth, levels, iterations, window, smooth)
+    out = flow[0].permute(1, 2, 0).contiguous()
+    return out.cpu().numpy() if was_numpy else out
+
+
+def _pyramid(ga, gb, init, presmooth, levels, iterations, window, smooth):
+    """pyramid_flow on (1, 1, H, W) torch grey frames; returns the (1, 2, H, W) flow."""
     import torch
     import torch.nn.functional as F
 
-    was_numpy = not _is_torch(a)
-    ga, gb = _torch_grey(a, "a"), _torch_grey(b, "b")
     if presmooth > 0:
         ga, gb = _gauss(ga, presmooth), _gauss(gb, presmooth)
     h, w = ga.shape[2:]
@@ -195,5 +204,4 @@ def pyramid_flow(a, b, *, init=None, presmooth: float = 0.0, levels: int = 0, it
             step = torch.cat([du, dv], dim=1).clamp(-2.0, 2.0)
             # Smoothing every step keeps the noise of weakly textured windows from accumulating.
             flow = _gauss(flow + step, smooth)
-    out = flow[0].permute(1, 2, 0).contiguous()
-    return out.cpu().numpy() if was_numpy else out
+    return flow

@@ -3,6 +3,7 @@ forward-backward consistency against the true ones, and the known-motion generat
 
 import numpy as np
 import pytest
+import torch
 
 from clarifx import flow, kernels, synthetic
 from clarifx.metrics import endpoint_error
@@ -82,8 +83,6 @@ def test_pyramid_flow_with_the_warp_kernel_is_accurate(astronaut):
 
 @pytest.mark.skipif(not kernels.cuda_available(), reason="needs a CUDA GPU")
 def test_pyramid_flow_on_cuda_matches_the_cpu(astronaut):
-    import torch
-
     s = _sequence(astronaut, "rotate", speed=2.0)
     a, b = (torch.from_numpy(f) for f in s.frames[1:3])
     cpu = flow.estimate(a, b, method="pyramid").numpy()
@@ -127,5 +126,12 @@ def test_bad_arguments_are_named(astronaut):
         flow.estimate(a, a, init=np.zeros((64, 32, 2), np.float32))
     with pytest.raises(ValueError, match="a: expected an"):
         flow.estimate(np.zeros((64, 64, 2, 2), np.float32), np.zeros((64, 64, 2, 2), np.float32))
+    bad = a.copy()
+    bad[3, 5, 1] = np.nan
+    for method in ("dis", "pyramid"):
+        with pytest.raises(ValueError, match="b: the frame has NaN or infinite"):
+            flow.estimate(a, bad, method=method)
+    with pytest.raises(ValueError, match="a: the frame has NaN or infinite"):
+        flow.estimate(torch.from_numpy(np.where(bad == bad, bad, np.inf)), torch.from_numpy(a))
     with pytest.raises(ValueError, match="motion must be one of"):
         synthetic.KnownMotion(astronaut, "shake")

@@ -81,6 +81,7 @@ def estimate(a, b, *, method: str = "auto", preset: str = "medium", init=None, p
         raise ValueError(f"init: expected shape {(a.shape[0], a.shape[1], 2)}, got {tuple(init.shape)}")
     if _is_torch(a) or method == "pyramid":
         return pyramid_flow(a, b, init=init, presmooth=presmooth)
+    _check_finite(a=a, b=b)
     ga, gb = _to_u8(_grey(a, "a"), presmooth), _to_u8(_grey(b, "b"), presmooth)
     dis = _dis(preset)
     if init is None:
@@ -111,6 +112,12 @@ def compose(first, second):
 
 
 # --- coarse-to-fine Lucas-Kanade in torch, warping with the native kernel ---
+
+def _check_finite(**frames) -> None:
+    for name, x in frames.items():
+        if not bool((x.isfinite() if _is_torch(x) else np.isfinite(x)).all()):
+            raise ValueError(f"{name}: the frame has NaN or infinite values; optical flow needs finite pixels")
+
 
 def _torch_grey(x, name):
     import torch
@@ -147,6 +154,7 @@ def pyramid_flow(a, b, *, init=None, presmooth: float = 0.0, levels: int = 0, it
     """Coarse-to-fine iterative Lucas-Kanade: at each pyramid level b is warped by the current flow
     (kernels.warp), and a Gaussian-windowed least-squares step corrects the flow; the flow is then
     smoothed and handed to the next finer level. Returns (H, W, 2) in a's library and device."""
+    _check_finite(a=a, b=b)  # once here, so the warps inside need not check
     was_numpy = not _is_torch(a)
     ga, gb = _torch_grey(a, "a"), _torch_grey(b, "b")
     with precision.context("fp32", ga.device.type):  # on CUDA, cuDNN's TF32 convolutions would cost accuracy
@@ -188,7 +196,8 @@ def _pyramid(ga, gb, init, presmooth, levels, iterations, window, smooth):
             flow = F.interpolate(flow, size=(lh, lw), mode="bilinear", align_corners=False)
             flow = flow * torch.tensor([fx, fy], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
         for _ in range(iterations):
-            wb, valid = kernels.warp(ib, flow.contiguous(), border="clamp")
+            # finite frames give a finite flow (det > 0): no per-call check, which would wait on the GPU
+            wb, valid = kernels.warp(ib, flow.contiguous(), border="clamp", check_finite=False)
             avg = 0.5 * (ia + wb)
             gx = F.conv2d(F.pad(avg, (1, 1, 0, 0), mode="replicate"), dx)
             gy = F.conv2d(F.pad(avg, (0, 0, 1, 1), mode="replicate"), dx.view(1, 1, 3, 1))

@@ -257,8 +257,8 @@ def test_node_tiles_join_exactly(tmp_path, model, tile):
     _installed(model)
     net = models.load(model)
     img = _photo("astronaut", 50, 60, 96, 120)
-    whole = _render(tmp_path, img, model=model, name="whole")
-    tiled = _render(tmp_path, img, model=model, tile=tile, name="tiled")  # 2x4 / 2x2 tiles
+    whole = _render(tmp_path, img, model=model, name="whole", device="cpu")  # the same arithmetic per tile
+    tiled = _render(tmp_path, img, model=model, tile=tile, name="tiled", device="cpu")  # 2x4 / 2x2 tiles
     assert np.abs(tiled - whole).max() <= 1e-5
     overlap = _overlap(model)  # what the node measured: 2 * receptive radius (fast-x2: 7 convs)
     assert overlap <= tile // 2 and (model != "fast-x2" or overlap == 14)
@@ -395,12 +395,12 @@ def test_tta_runs_the_self_ensemble_in_the_nodes_and_the_cli(tmp_path):
     img = _photo("astronaut", 100, 150, 40, 52)
     net = models.load("fast-x2")
     ens = SelfEnsemble(precision.prepare(net, "fp32", "cpu")[0])
-    whole = _render(tmp_path, img, model="fast-x2", tta=True)
+    whole = _render(tmp_path, img, model="fast-x2", tta=True, device="cpu")  # compared with a CPU run
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
     expected = run_tiled(ens, x, scale=2, tile=None, overlap=0)[0].permute(1, 2, 0).numpy()
     assert np.abs(whole - expected).max() < 1e-5
-    assert np.abs(whole - _render(tmp_path, img, model="fast-x2", name="plain")).max() > 1e-3
-    tiled = _render(tmp_path, img, model="fast-x2", tta=True, tile=24, name="tiled")  # the same overlap serves
+    assert np.abs(whole - _render(tmp_path, img, model="fast-x2", name="plain", device="cpu")).max() > 1e-3
+    tiled = _render(tmp_path, img, model="fast-x2", tta=True, tile=24, name="tiled", device="cpu")  # the same overlap serves
     assert np.abs(tiled - whole).max() < 1e-4
     write_image(tmp_path / "lr.exr", img, dtype="float")
     for flags, name in ((["--tta"], "cli-tta"), ([], "cli")):

@@ -122,7 +122,8 @@ def test_x2_tiled_matches_untiled(tile, overlap, device):
         ref = run_tiled(net, image, scale=2, tile=None, overlap=overlap)
         out = run_tiled(net, image, scale=2, tile=tile, overlap=overlap)
     assert out.shape == (1, 3, 194, 262) and out.device == image.device
-    assert maxdiff(out, ref) <= EXACT
+    # cuDNN may choose another fp32 algorithm (Winograd, FFT) for another tile size
+    assert maxdiff(out, ref) <= (EXACT if device == "cpu" else 1e-4)
 
 
 @pytest.mark.parametrize("tile", [16, 24, 37])

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -35,12 +36,28 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
+// The current device's default memory pool (what cudaMallocAsync draws from) returns freed memory to
+// the driver at every synchronisation unless told to keep some; per-frame scratch would then be
+// mapped afresh each call. Keep up to 1 GiB cached, once per device; a failure only costs speed.
+inline void keep_pool_memory() {
+  static std::atomic<uint64_t> done{0};  // one bit per device index below 64
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device >= 64 || (done.load() >> device & 1)) return;
+  cudaMemPool_t pool;
+  uint64_t keep = uint64_t(1) << 30;
+  if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess ||
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
+    cudaGetLastError();  // leave no error behind for the next check to report as its own
+  done.fetch_or(uint64_t(1) << device);
+}
+
 // Scratch device memory ordered on a stream: freed on the same stream, so it lives exactly as long
 // as the kernels queued before the free need it.
 template <typename T>
 class StreamBuffer {
  public:
   StreamBuffer(size_t count, cudaStream_t stream) : stream_(stream) {
+    keep_pool_memory();
     check(cudaMallocAsync(reinterpret_cast<void**>(&ptr_), count * sizeof(T) + 1, stream), "cudaMallocAsync");
   }
   // Copies a host vector in. Pageable sources are staged by the driver before this returns,
